@@ -1,0 +1,71 @@
+"""Input checks shared by the public API: every message names the argument and the problem."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["as_float_matrix", "check_finite", "resolve_n_jobs"]
+
+
+def as_float_matrix(x: Any, name: str, *, allow_sparse: bool = False, finite: bool = True) -> Any:
+    """Return ``x`` as a 2-d float64 array (or, with ``allow_sparse``, a float64 CSR/CSC).
+
+    Rejects object, bool, string and complex dtypes with a ``TypeError`` naming ``name``;
+    integer and smaller float dtypes are converted. Non-finite values raise ``ValueError``.
+    """
+    if sp.issparse(x):
+        if not allow_sparse:
+            raise TypeError(f"{name} must be a dense array, got a scipy.sparse {x.format} matrix")
+        if x.format not in ("csr", "csc"):
+            x = x.tocsr()
+        _check_dtype(x.dtype, name)
+        if x.dtype != np.float64:
+            x = x.astype(np.float64)
+        if finite:
+            check_finite(x.data, name)
+        return x
+    if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
+        x = x.to_numpy()
+    arr = np.asarray(x)
+    _check_dtype(arr.dtype, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional, got {arr.ndim} dimension(s) with shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind not in "iuf":
+        kind = {"b": "bool", "O": "object", "U": "string", "S": "bytes", "c": "complex"}.get(dtype.kind, str(dtype))
+        raise TypeError(f"{name} must hold numbers (integer or float), got dtype {kind}")
+
+
+def check_finite(values: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the first bad position if any value is NaN/inf."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        pos = np.unravel_index(int(np.argmax(bad)), values.shape)
+        where = pos[0] if len(pos) == 1 else tuple(int(p) for p in pos)
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf), first at {where}: "
+            f"{values[pos]!r}; remove or impute them first"
+        )
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int | None:
+    """Map scikit-learn style ``n_jobs`` to a thread count (None: rayon's default pool)."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
+        raise TypeError(f"n_jobs must be an integer or None, got {type(n_jobs).__name__}")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must not be 0 (use None, -1 for all cores, or a positive count)")
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+    return int(n_jobs)

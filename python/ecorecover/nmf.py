@@ -1,0 +1,94 @@
+"""KL (Brunet) multiplicative updates with one factor fixed, as NMF 0.25 runs them for
+SpatialEcoTyper, under the connectivity stopping rule.
+
+NMF orientation: ``V`` (features x cells) ~ ``W`` (features x k) ``H`` (k x cells). Every
+10th iteration the updated factor is floored at 2.220446e-16 and the partition of cells by
+their argmax SE is compared with the previous one; the run stops when it has not changed for
+more than 40 checks, or after ``max_iter`` iterations. With H fixed (training) that is
+exactly 420 iterations. Zeros of ``V`` are skipped. The result is independent of the
+thread count, and the GIL is released while the kernel runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import as_float_matrix, resolve_n_jobs
+
+__all__ = ["update_h", "update_w", "MAX_ITER"]
+
+#: NMF's iteration cap.
+MAX_ITER = 2000
+
+
+def _inputs(v: Any, a: Any, b: Any, names: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mats = tuple(as_float_matrix(m, n) for m, n in zip((v, a, b), names))
+    for m, n in zip(mats, names):
+        if m.size and float(m.min()) < 0:
+            raise ValueError(f"{n} must be non-negative, found {float(m.min())}")
+    return mats  # type: ignore[return-value]
+
+
+def _check_iter(max_iter: int) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+
+
+def update_h(v: Any, w: Any, h0: Any, *, max_iter: int = MAX_ITER, n_jobs: int | None = None) -> tuple[np.ndarray, int]:
+    """H-step with W fixed: ``H_aj <- H_aj * (sum_i W_ia V_ij / (WH)_ij) / sum_i W_ia``.
+
+    Parameters
+    ----------
+    v
+        features x cells, non-negative.
+    w
+        features x k, non-negative (the recovery model).
+    h0
+        k x cells, the initial H.
+
+    Returns
+    -------
+    ``(H, n_iter)``: the k x cells factor after the last iteration and the iterations run.
+    """
+    _check_iter(max_iter)
+    v, w, h0 = _inputs(v, w, h0, ("V", "W", "H0"))
+    _shapes(v, w, h0, ("V", "W", "H0"))
+    h, it = _core.update_h(v, w, h0, int(max_iter), 10, 40, resolve_n_jobs(n_jobs))
+    return h, int(it)
+
+
+def update_w(v: Any, w0: Any, h: Any, *, max_iter: int = MAX_ITER, n_jobs: int | None = None) -> tuple[np.ndarray, int]:
+    """W-step with H fixed: ``W_ia <- W_ia * (sum_j H_aj V_ij / (WH)_ij) / sum_j H_aj``.
+
+    Parameters
+    ----------
+    v
+        features x cells, non-negative.
+    w0
+        features x k, the initial W.
+    h
+        k x cells, the fixed (membership or fraction) matrix.
+
+    Returns
+    -------
+    ``(W, n_iter)``; ``n_iter`` is 420 under NMF's defaults since H does not change.
+    """
+    _check_iter(max_iter)
+    v, w0, h = _inputs(v, w0, h, ("V", "W0", "H"))
+    _shapes(v, w0, h, ("V", "W0", "H"))
+    w, it = _core.update_w(v, w0, h, int(max_iter), 10, 40, resolve_n_jobs(n_jobs))
+    return w, int(it)
+
+
+def _shapes(v: np.ndarray, w: np.ndarray, h: np.ndarray, names: tuple[str, str, str]) -> None:
+    (m, n), (mw, k), (kh, nh) = v.shape, w.shape, h.shape
+    if mw != m or nh != n or kh != k:
+        raise ValueError(
+            f"shape mismatch: {names[0]} is {m} x {n}, {names[1]} is {mw} x {k}, {names[2]} is {kh} x {nh}; "
+            f"need {names[1]} features x k and {names[2]} k x cells"
+        )
+    if k == 0:
+        raise ValueError(f"the rank k is 0: {names[1]} has no columns")

@@ -1,0 +1,100 @@
+"""R's default random number generator, draw for draw.
+
+:class:`RRandom` reproduces ``set.seed(seed)`` followed by ``runif`` / ``sample.int`` /
+``sample`` in one R session (R >= 3.6 defaults: Mersenne-Twister, Inversion, Rejection).
+The state carries across calls exactly as in R, so a sequence of calls on one object draws
+what the same sequence of R calls would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from . import _core
+
+T = TypeVar("T")
+
+__all__ = ["RRandom"]
+
+
+class RRandom:
+    """R's Mersenne-Twister generator seeded as by ``set.seed(seed)``.
+
+    Parameters
+    ----------
+    seed
+        The integer given to R's ``set.seed`` (32-bit signed range).
+
+    Examples
+    --------
+    >>> r = RRandom(2024)
+    >>> r.sample_int(10, 3)  # as set.seed(2024); sample.int(10, 3)
+    array([...])
+    """
+
+    def __init__(self, seed: int) -> None:
+        seed = _check_int(seed, "seed")
+        if not -(2**31) < seed < 2**31:
+            raise ValueError(f"seed must fit R's 32-bit integer (|seed| < 2^31), got {seed}")
+        self.seed = seed
+        self._gen = _core.RRandom(seed)
+
+    def __repr__(self) -> str:
+        return f"RRandom(seed={self.seed})"
+
+    def unif_rand(self) -> float:
+        """One draw of R's ``unif_rand()``, in the open interval (0, 1)."""
+        return float(self._gen.unif_rand())
+
+    def runif(self, n: int, min: float = 0.0, max: float = 1.0) -> np.ndarray:
+        """R's ``runif(n, min, max)`` as a float64 array."""
+        n = _check_int(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return self._gen.runif(n, float(min), float(max))
+
+    def sample_int(self, n: int, k: int | None = None) -> np.ndarray:
+        """R's ``sample.int(n, k)`` without replacement: 1-based values, in drawn order.
+
+        Uses R's hash-set algorithm when ``n > 1e7`` and ``k <= n / 2`` and R's partial
+        Fisher-Yates shuffle otherwise, as R does. Returns int64.
+        """
+        n = _check_int(n, "n")
+        k = n if k is None else _check_int(k, "k")
+        if n < 0 or k < 0:
+            raise ValueError(f"n and k must be >= 0, got n={n}, k={k}")
+        if k > n:
+            raise ValueError(
+                f"cannot take a sample larger than the population without replacement (k={k} > n={n})"
+            )
+        return self._gen.sample_int(float(n), k).astype(np.int64)
+
+    def sample(self, x: Sequence[T] | np.ndarray, k: int | None = None) -> Any:
+        """R's ``sample(x, k)`` for a vector ``x`` of length > 1: ``x[sample.int(length(x), k)]``.
+
+        A length-1 numeric ``x`` behaves as in R, i.e. as ``sample.int(x, k)``.
+        Returns an array for array input and a list otherwise.
+        """
+        if np.ndim(x) == 0 or len(x) == 1:
+            v = x if np.ndim(x) == 0 else x[0]
+            if isinstance(v, (int, np.integer, float, np.floating)) and v >= 1:
+                return self.sample_int(int(v), k)  # R: sample(5, k) is sample.int(5, k)
+            if np.ndim(x) == 0:
+                raise TypeError(f"x must be a sequence or a number >= 1, got {x!r}")
+        n = len(x)
+        idx = self.sample_int(n, n if k is None else k) - 1
+        if isinstance(x, np.ndarray):
+            return x[idx]
+        return [x[i] for i in idx]
+
+
+def _check_int(v: Any, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v) or v != int(v):
+            raise ValueError(f"{name} must be a whole number, got {v}")
+    return int(v)

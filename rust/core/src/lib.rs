@@ -1,0 +1,19 @@
+//! Numerical core of ecorecover.
+//!
+//! Pure Rust (no Python): R's random numbers ([`rng`]), Seurat-style log-normalisation and
+//! per-gene scaling ([`preprocess`]), posneg and the zero-variance filter, and the KL (Brunet)
+//! multiplicative updates with one factor fixed under NMF's connectivity stopping rule
+//! ([`nmf`]). Everything that is parallel gives the same bits for any number of threads: work
+//! is split over independent genes or cells and every reduction runs in a fixed order.
+
+pub mod error;
+pub mod nmf;
+pub mod preprocess;
+pub mod rng;
+pub mod sparse;
+
+pub use error::{CoreError, Result};
+
+/// R's `.Machine$double.eps` (printed by R as 2.220446e-16), the floor NMF applies every
+/// 10th iteration. The fixtures show the exact machine epsilon, not the 7-digit print.
+pub const EPS: f64 = f64::EPSILON;

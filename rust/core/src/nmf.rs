@@ -1,0 +1,298 @@
+//! KL (Brunet) multiplicative updates with one factor fixed, under NMF's connectivity
+//! stopping rule.
+//!
+//! NMF orientation: V (m features x n cells) ~ W (m x k) H (k x n), all non-negative.
+//! - H-step (W fixed): `H_aj <- H_aj * (sum_i W_ia V_ij / (WH)_ij) / (sum_i W_ia)`
+//! - W-step (H fixed): `W_ia <- W_ia * (sum_j H_aj V_ij / (WH)_ij) / (sum_j H_aj)`
+//!
+//! Terms with `V_ij = 0` add an exact zero, so the kernels skip them (about half of a posneg
+//! matrix is zero), and a term with `(WH)_ij = 0` contributes 0. Every 10th iteration the
+//! updated factor is floored at [`crate::EPS`] and the connectivity rule is checked. Cells
+//! (H-step) or features (W-step) are independent within an iteration and are processed in
+//! parallel, each in a fixed sequential order: results do not depend on the thread count.
+
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::EPS;
+
+/// NMF's connectivity stopping rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopRule {
+    /// Hard cap on iterations (NMF: 2000).
+    pub max_iter: usize,
+    /// Check (and floor) every this many iterations (NMF: 10).
+    pub every: usize,
+    /// Stop when the partition has stayed the same more than this many checks (NMF: 40).
+    pub stationary: usize,
+}
+
+impl Default for StopRule {
+    fn default() -> Self {
+        StopRule { max_iter: 2000, every: 10, stationary: 40 }
+    }
+}
+
+/// Tracks the partition of columns induced by each column's argmax of H.
+#[derive(Clone, Debug, Default)]
+pub struct Connectivity {
+    reference: Option<Vec<u32>>,
+    counter: usize,
+}
+
+impl Connectivity {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed the labels of one check; returns true when the rule says stop.
+    pub fn observe(&mut self, labels: Vec<u32>, stationary: usize) -> bool {
+        match &self.reference {
+            Some(r) if same_partition(r, &labels) => self.counter += 1,
+            _ => {
+                self.reference = Some(labels);
+                self.counter = 0;
+            }
+        }
+        self.counter > stationary
+    }
+}
+
+/// True when two label vectors induce the same partition (equal connectivity matrices),
+/// checked in O(n) through a label bijection.
+pub fn same_partition(a: &[u32], b: &[u32]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let na = a.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let nb = b.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut fwd = vec![u32::MAX; na];
+    let mut bwd = vec![u32::MAX; nb];
+    for (&x, &y) in a.iter().zip(b) {
+        let (f, g) = (&mut fwd[x as usize], &mut bwd[y as usize]);
+        if *f == u32::MAX && *g == u32::MAX {
+            *f = y;
+            *g = x;
+        } else if *f != y || *g != x {
+            return false;
+        }
+    }
+    true
+}
+
+/// Index of the first maximum of each length-`k` chunk (each cell's column of H).
+pub fn argmax_labels(h_cellmajor: &[f64], k: usize) -> Vec<u32> {
+    h_cellmajor
+        .chunks(k)
+        .map(|col| {
+            let mut best = 0usize;
+            for (a, &v) in col.iter().enumerate().skip(1) {
+                if v > col[best] {
+                    best = a;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// Compressed copy of the non-zeros of V by column (cells) or by row (features).
+struct Nonzeros {
+    ptr: Vec<usize>,
+    idx: Vec<u32>,
+    val: Vec<f64>,
+}
+
+impl Nonzeros {
+    fn by_columns(v: &ArrayView2<f64>) -> Self {
+        let (_, n) = v.dim();
+        let mut ptr = Vec::with_capacity(n + 1);
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        ptr.push(0);
+        for j in 0..n {
+            for (i, &x) in v.column(j).iter().enumerate() {
+                if x != 0.0 {
+                    idx.push(i as u32);
+                    val.push(x);
+                }
+            }
+            ptr.push(idx.len());
+        }
+        Nonzeros { ptr, idx, val }
+    }
+
+    fn by_rows(v: &ArrayView2<f64>) -> Self {
+        Self::by_columns(&v.t())
+    }
+
+    #[inline]
+    fn get(&self, j: usize) -> (&[u32], &[f64]) {
+        let (a, b) = (self.ptr[j], self.ptr[j + 1]);
+        (&self.idx[a..b], &self.val[a..b])
+    }
+}
+
+fn check_factor(x: &ArrayView2<f64>, name: &str) -> Result<()> {
+    if let Some(v) = x.iter().find(|v| !v.is_finite()) {
+        return Err(CoreError::NonFinite(format!("{name} holds {v}")));
+    }
+    if let Some(v) = x.iter().find(|&&v| v < 0.0) {
+        return Err(CoreError::Negative(format!("{name} holds {v}; NMF needs non-negative input")));
+    }
+    Ok(())
+}
+
+fn check_shapes(v: &ArrayView2<f64>, w: &ArrayView2<f64>, h: &ArrayView2<f64>) -> Result<()> {
+    let (m, n) = v.dim();
+    let (mw, k) = w.dim();
+    let (kh, nh) = h.dim();
+    if mw != m || nh != n || kh != k {
+        return Err(CoreError::Shape(format!(
+            "V is {m} x {n}, W is {mw} x {k}, H is {kh} x {nh}: need W m x k and H k x n"
+        )));
+    }
+    if k == 0 {
+        return Err(CoreError::Shape("the rank k (columns of W, rows of H) is 0".into()));
+    }
+    check_factor(v, "V")?;
+    check_factor(w, "W")?;
+    check_factor(h, "H")
+}
+
+/// One multiplicative step for one independent unit (a cell in the H-step, a feature in the
+/// W-step): `x_a <- x_a * (sum_t F_ta v_t / (F x)_t) / denom_a` over the non-zeros v_t.
+/// `f` is row-major (rows t, k columns).
+#[inline]
+fn kl_step(idx: &[u32], val: &[f64], f: &[f64], k: usize, denom: &[f64], x: &mut [f64], acc: &mut [f64]) {
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    for (&t, &v) in idx.iter().zip(val) {
+        let row = &f[t as usize * k..t as usize * k + k];
+        let mut wh = 0.0;
+        for a in 0..k {
+            wh += row[a] * x[a];
+        }
+        if wh == 0.0 {
+            continue;
+        }
+        for a in 0..k {
+            acc[a] += row[a] * (v / wh);
+        }
+    }
+    for a in 0..k {
+        x[a] = x[a] * acc[a] / denom[a];
+    }
+}
+
+/// Runs KL steps on `x` (n units x k, unit-major) with `f` fixed (t x k row-major), `nz` the
+/// non-zeros of V per unit, under the connectivity rule on `labels_of(x)`.
+fn run<L>(nz: &Nonzeros, f: &[f64], k: usize, denom: &[f64], x: &mut [f64], rule: &StopRule, labels_of: L) -> usize
+where
+    L: Fn(&[f64]) -> Vec<u32>,
+{
+    let mut conn = Connectivity::new();
+    let every = rule.every.max(1);
+    let mut it = 0usize;
+    while it < rule.max_iter {
+        let block = (every - it % every).min(rule.max_iter - it);
+        let end = it + block;
+        x.par_chunks_mut(k).enumerate().with_min_len(16).for_each_init(
+            || vec![0.0; k],
+            |acc, (j, xj)| {
+                let (idx, val) = nz.get(j);
+                for _ in 0..block {
+                    kl_step(idx, val, f, k, denom, xj, acc);
+                }
+                if end % every == 0 {
+                    xj.iter_mut().for_each(|v| {
+                        if *v < EPS {
+                            *v = EPS
+                        }
+                    });
+                }
+            },
+        );
+        it = end;
+        if it % every == 0 && conn.observe(labels_of(x), rule.stationary) {
+            break;
+        }
+    }
+    it
+}
+
+/// H-step with W fixed: returns (H, iterations). V is m x n, W m x k, H0 k x n.
+pub fn update_h(v: ArrayView2<f64>, w: ArrayView2<f64>, h0: ArrayView2<f64>, rule: &StopRule) -> Result<(Array2<f64>, usize)> {
+    check_shapes(&v, &w, &h0)?;
+    let (m, n) = v.dim();
+    let k = w.ncols();
+    // ndarray iterates in logical (row-major) order whatever the memory layout.
+    let f: Vec<f64> = w.iter().copied().collect();
+    let mut denom = vec![0.0; k];
+    for i in 0..m {
+        for a in 0..k {
+            denom[a] += f[i * k + a];
+        }
+    }
+    let nz = Nonzeros::by_columns(&v);
+    let mut x: Vec<f64> = (0..n).flat_map(|j| h0.column(j).to_vec()).collect();
+    let iters = run(&nz, &f, k, &denom, &mut x, rule, |x| argmax_labels(x, k));
+    let h = Array2::from_shape_fn((k, n), |(a, j)| x[j * k + a]);
+    Ok((h, iters))
+}
+
+/// W-step with H fixed: returns (W, iterations). V is m x n, W0 m x k, H k x n. The
+/// connectivity rule looks at the fixed H, so it stops after `every * (stationary + 2)`
+/// iterations (420 with NMF's defaults).
+pub fn update_w(v: ArrayView2<f64>, w0: ArrayView2<f64>, h: ArrayView2<f64>, rule: &StopRule) -> Result<(Array2<f64>, usize)> {
+    check_shapes(&v, &w0, &h)?;
+    let (m, n) = v.dim();
+    let k = w0.ncols();
+    // The fixed factor, cell-major (n x k) so each cell's H column is contiguous.
+    let f: Vec<f64> = (0..n).flat_map(|j| h.column(j).to_vec()).collect();
+    let mut denom = vec![0.0; k];
+    for j in 0..n {
+        for a in 0..k {
+            denom[a] += f[j * k + a];
+        }
+    }
+    let labels = argmax_labels(&f, k);
+    let nz = Nonzeros::by_rows(&v);
+    let mut x: Vec<f64> = w0.iter().copied().collect();
+    let iters = run(&nz, &f, k, &denom, &mut x, rule, |_| labels.clone());
+    let w = Array2::from_shape_fn((m, k), |(i, a)| x[i * k + a]);
+    Ok((w, iters))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn partitions_compare_up_to_relabelling() {
+        assert!(same_partition(&[0, 0, 1, 2], &[2, 2, 0, 1]));
+        assert!(!same_partition(&[0, 0, 1, 2], &[0, 1, 1, 2]));
+        assert!(!same_partition(&[0, 1], &[0, 0]));
+        assert!(same_partition(&[], &[]));
+    }
+
+    #[test]
+    fn fixed_h_stops_after_420() {
+        let v = array![[1.0, 0.0, 2.0], [0.5, 3.0, 0.0]];
+        let h = array![[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]] + EPS;
+        let w0 = array![[0.3, 0.6], [0.2, 0.9]];
+        let (w, it) = update_w(v.view(), w0.view(), h.view(), &StopRule::default()).unwrap();
+        assert_eq!(it, 420);
+        // Converges to per-class means for a 0/1 H.
+        assert!((w[[0, 0]] - 1.5).abs() < 1e-9);
+        assert!((w[[1, 1]] - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let v = Array2::<f64>::ones((3, 4));
+        let w = Array2::<f64>::ones((2, 2));
+        let h = Array2::<f64>::ones((2, 4));
+        assert!(matches!(update_h(v.view(), w.view(), h.view(), &StopRule::default()), Err(CoreError::Shape(_))));
+    }
+}

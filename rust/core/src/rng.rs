@@ -1,0 +1,222 @@
+//! R's default random number generator, draw for draw.
+//!
+//! `set.seed(s)` with `RNGkind("Mersenne-Twister", "Inversion", "Rejection")` (R >= 3.6):
+//! the seed is scrambled by a linear congruential generator into the 624-word Mersenne-Twister
+//! state; `unif_rand` is MT19937 scaled to [0, 1) and pushed inside (0, 1); `sample.int`
+//! draws indices by rejection from the next power of two, either with a partial Fisher-Yates
+//! shuffle or (for `n > 1e7` and `k <= n / 2`) with rejection of repeats on a hash set.
+//! State carries across calls exactly as in one R session.
+
+use std::collections::HashSet;
+
+use crate::error::{CoreError, Result};
+
+const N: usize = 624;
+const M: usize = 397;
+const MATRIX_A: u32 = 0x9908_b0df;
+const UPPER_MASK: u32 = 0x8000_0000;
+const LOWER_MASK: u32 = 0x7fff_ffff;
+const TEMPERING_MASK_B: u32 = 0x9d2c_5680;
+const TEMPERING_MASK_C: u32 = 0xefc6_0000;
+/// 1 / (2^32 - 1), R's `i2_32m1`.
+const I2_32M1: f64 = 2.328_306_437_080_797e-10;
+/// Largest `n` for which the Fisher-Yates path allocates its index vector.
+const MAX_FISHER_YATES_N: f64 = 2_147_483_647.0;
+
+/// R's Mersenne-Twister generator with R's seeding and sampling.
+#[derive(Clone, Debug)]
+pub struct RRandom {
+    mt: [u32; N],
+    mti: usize,
+}
+
+impl RRandom {
+    /// The state after R's `set.seed(seed)`.
+    pub fn new(seed: i32) -> Self {
+        let mut s = seed as u32;
+        // Initial scrambling.
+        for _ in 0..50 {
+            s = s.wrapping_mul(69069).wrapping_add(1);
+        }
+        // The first of R's 625 seed words is `mti`, overwritten by FixupSeeds.
+        s = s.wrapping_mul(69069).wrapping_add(1);
+        let mut mt = [0u32; N];
+        for word in mt.iter_mut() {
+            s = s.wrapping_mul(69069).wrapping_add(1);
+            *word = s;
+        }
+        RRandom { mt, mti: N }
+    }
+
+    fn genrand(&mut self) -> f64 {
+        let mag01 = [0u32, MATRIX_A];
+        if self.mti >= N {
+            let mt = &mut self.mt;
+            let mut kk = 0;
+            while kk < N - M {
+                let y = (mt[kk] & UPPER_MASK) | (mt[kk + 1] & LOWER_MASK);
+                mt[kk] = mt[kk + M] ^ (y >> 1) ^ mag01[(y & 1) as usize];
+                kk += 1;
+            }
+            while kk < N - 1 {
+                let y = (mt[kk] & UPPER_MASK) | (mt[kk + 1] & LOWER_MASK);
+                mt[kk] = mt[kk + M - N] ^ (y >> 1) ^ mag01[(y & 1) as usize];
+                kk += 1;
+            }
+            let y = (mt[N - 1] & UPPER_MASK) | (mt[0] & LOWER_MASK);
+            mt[N - 1] = mt[M - 1] ^ (y >> 1) ^ mag01[(y & 1) as usize];
+            self.mti = 0;
+        }
+        let mut y = self.mt[self.mti];
+        self.mti += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & TEMPERING_MASK_B;
+        y ^= (y << 15) & TEMPERING_MASK_C;
+        y ^= y >> 18;
+        f64::from(y) * 2.328_306_436_538_696_3e-10
+    }
+
+    /// R's `unif_rand()`: one uniform in the open interval (0, 1).
+    pub fn unif_rand(&mut self) -> f64 {
+        let x = self.genrand();
+        if x <= 0.0 {
+            0.5 * I2_32M1
+        } else if 1.0 - x <= 0.0 {
+            1.0 - 0.5 * I2_32M1
+        } else {
+            x
+        }
+    }
+
+    /// R's `runif(n, min, max)`.
+    pub fn runif(&mut self, n: usize, min: f64, max: f64) -> Result<Vec<f64>> {
+        if !min.is_finite() || !max.is_finite() || max < min {
+            return Err(CoreError::InvalidArgument(format!(
+                "runif needs finite min <= max, got min={min}, max={max}"
+            )));
+        }
+        if min == max {
+            return Ok(vec![min; n]);
+        }
+        Ok((0..n)
+            .map(|_| {
+                let mut u = self.unif_rand();
+                while u <= 0.0 || u >= 1.0 {
+                    u = self.unif_rand();
+                }
+                min + (max - min) * u
+            })
+            .collect())
+    }
+
+    fn rbits(&mut self, bits: u32) -> f64 {
+        let mut v: i64 = 0;
+        let mut n = 0;
+        while n <= bits {
+            let v1 = (self.unif_rand() * 65536.0).floor() as i64;
+            v = 65536 * v + v1;
+            n += 16;
+        }
+        (v & ((1i64 << bits) - 1)) as f64
+    }
+
+    /// R's `R_unif_index(dn)` with "Rejection" sampling: uniform on 0..dn-1.
+    pub fn unif_index(&mut self, dn: f64) -> f64 {
+        if dn <= 0.0 {
+            return 0.0;
+        }
+        let bits = dn.log2().ceil() as u32;
+        loop {
+            let dv = self.rbits(bits);
+            if dn > dv {
+                return dv;
+            }
+        }
+    }
+
+    /// R's `sample.int(n, k)` without replacement: `k` distinct values in 1..=n, 1-based, in
+    /// drawn order. Uses R's hash-set algorithm when `n > 1e7` and `k <= n / 2`, otherwise
+    /// the partial Fisher-Yates shuffle, as R does by default.
+    pub fn sample_int(&mut self, n: f64, k: usize) -> Result<Vec<f64>> {
+        if !n.is_finite() || n < 0.0 || n.fract() != 0.0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "sample_int: n must be a non-negative whole number, got {n}"
+            )));
+        }
+        if (k as f64) > n {
+            return Err(CoreError::InvalidArgument(format!(
+                "sample_int: cannot take a sample (k={k}) larger than the population (n={n}) \
+                 without replacement"
+            )));
+        }
+        let use_hash = n > 1e7 && (k as f64) <= n / 2.0;
+        if use_hash {
+            let mut seen: HashSet<u64> = HashSet::with_capacity(k);
+            let mut out = Vec::with_capacity(k);
+            for _ in 0..k {
+                let mut v = 0.0;
+                for _ in 0..100 {
+                    v = self.unif_index(n) + 1.0;
+                    if !seen.contains(&(v as u64)) {
+                        break;
+                    }
+                }
+                seen.insert(v as u64);
+                out.push(v);
+            }
+            return Ok(out);
+        }
+        if n > MAX_FISHER_YATES_N {
+            return Err(CoreError::InvalidArgument(format!(
+                "sample_int: n={n} with k={k} > n/2 would need an index vector of n entries"
+            )));
+        }
+        let mut left = n as usize;
+        let mut x: Vec<u32> = (0..left as u32).collect();
+        let mut out = Vec::with_capacity(k);
+        for _ in 0..k {
+            let j = self.unif_index(left as f64) as usize;
+            out.push(f64::from(x[j]) + 1.0);
+            left -= 1;
+            x[j] = x[left];
+        }
+        Ok(out)
+    }
+
+    /// R's `sample(x, k)` for a vector of length > 1: `x[sample.int(length(x), k)]`.
+    pub fn sample<T: Clone>(&mut self, x: &[T], k: usize) -> Result<Vec<T>> {
+        let idx = self.sample_int(x.len() as f64, k)?;
+        Ok(idx.iter().map(|&i| x[i as usize - 1].clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unif_is_inside_open_interval() {
+        let mut r = RRandom::new(1);
+        for _ in 0..10_000 {
+            let u = r.unif_rand();
+            assert!(u > 0.0 && u < 1.0);
+        }
+    }
+
+    #[test]
+    fn sample_int_is_a_permutation_prefix() {
+        let mut r = RRandom::new(2024);
+        let s = r.sample_int(50.0, 50).unwrap();
+        let mut sorted: Vec<u64> = s.iter().map(|&v| v as u64).collect();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=50).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn k_larger_than_n_is_an_error() {
+        let mut r = RRandom::new(1);
+        assert!(r.sample_int(3.0, 4).is_err());
+        assert!(r.sample_int(-1.0, 0).is_err());
+        assert!(r.sample_int(2.5, 1).is_err());
+    }
+}
