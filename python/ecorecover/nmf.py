@@ -92,3 +92,5 @@ def _shapes(v: np.ndarray, w: np.ndarray, h: np.ndarray, names: tuple[str, str, 
         )
     if k == 0:
         raise ValueError(f"the rank k is 0: {names[1]} has no columns")
+    if m == 0 or n == 0:
+        raise ValueError(f"{names[0]} is empty ({m} features x {n} cells)")

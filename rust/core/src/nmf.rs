@@ -155,6 +155,9 @@ fn check_shapes(v: &ArrayView2<f64>, w: &ArrayView2<f64>, h: &ArrayView2<f64>) -
     if k == 0 {
         return Err(CoreError::Shape("the rank k (columns of W, rows of H) is 0".into()));
     }
+    if m == 0 || n == 0 {
+        return Err(CoreError::Shape(format!("V is empty ({m} features x {n} cells)")));
+    }
     check_factor(v, "V")?;
     check_factor(w, "W")?;
     check_factor(h, "H")
