@@ -1,0 +1,60 @@
+# Type stubs of the compiled core (rust/py). Private: use the public modules
+# ecorecover.preprocessing, ecorecover.rng and ecorecover.nmf instead.
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+def build_info() -> list[tuple[str, str]]: ...
+
+class RRandom:
+    def __init__(self, seed: int) -> None: ...
+    def unif_rand(self) -> float: ...
+    def runif(self, n: int, min: float = 0.0, max: float = 1.0) -> F64: ...
+    def sample_int(self, n: float, k: int) -> F64: ...
+
+def log_normalize_dense(x: F64, scale_factor: float = 10000.0, n_threads: int | None = None) -> F64: ...
+def log_normalize_compressed(
+    indptr: I64,
+    indices: I64,
+    data: F64,
+    n_major: int,
+    n_minor: int,
+    csr: bool,
+    scale_factor: float = 10000.0,
+    n_threads: int | None = None,
+) -> F64: ...
+def scale_dense(x: F64, method: str = "sparse", scale_max: float = 10.0, n_threads: int | None = None) -> F64: ...
+def scale_csc(
+    indptr: I64,
+    indices: I64,
+    data: F64,
+    n_genes: int,
+    n_cells: int,
+    method: str = "sparse",
+    scale_max: float = 10.0,
+    n_threads: int | None = None,
+) -> F64: ...
+def posneg(x: F64) -> F64: ...
+def constant_columns(x: F64) -> npt.NDArray[np.bool_]: ...
+def update_h(
+    v: F64,
+    w: F64,
+    h0: F64,
+    max_iter: int = 2000,
+    every: int = 10,
+    stationary: int = 40,
+    n_threads: int | None = None,
+) -> tuple[F64, int]: ...
+def update_w(
+    v: F64,
+    w0: F64,
+    h: F64,
+    max_iter: int = 2000,
+    every: int = 10,
+    stationary: int = 40,
+    n_threads: int | None = None,
+) -> tuple[F64, int]: ...
