@@ -57,3 +57,10 @@ pub fn build_info() -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// Raise a panic inside the core's entry path: lets the tests prove that a Rust panic
+/// becomes a Python `RuntimeError` instead of aborting the interpreter.
+#[pyfunction]
+pub fn _panic_for_tests(py: Python<'_>, message: String) -> PyResult<()> {
+    enter(py, Some(1), move || -> Result<(), CoreError> { panic!("{message}") })
+}

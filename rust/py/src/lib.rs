@@ -18,5 +18,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     nmf::register(m)?;
     rng::register(m)?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(glue::_panic_for_tests, m)?)?;
     Ok(())
 }
