@@ -51,10 +51,7 @@ pub fn build_info() -> Vec<(String, String)> {
         ("rayon_threads".into(), rayon::current_num_threads().to_string()),
         ("target_arch".into(), std::env::consts::ARCH.into()),
         ("debug_assertions".into(), cfg!(debug_assertions).to_string()),
-        (
-            "simd".into(),
-            if cfg!(target_feature = "avx2") { "avx2" } else if cfg!(target_feature = "sse2") { "sse2" } else { "none" }.into(),
-        ),
+        ("simd".into(), ecorecover_core::nmf::simd_level().into()),
     ]
 }
 
