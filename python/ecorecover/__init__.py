@@ -16,5 +16,26 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 from . import nmf, preprocessing, rng  # noqa: E402
+from ._aggregate import AggregateWarning, aggregate  # noqa: E402
+from ._train import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
+from .io import apply_published_postprocess, load_published_models, read_r_models  # noqa: E402
+from .model import ModelFileError, RecoveryModel, load_model  # noqa: E402
 
-__all__ = ["__version__", "nmf", "preprocessing", "rng"]
+__all__ = [
+    "__version__",
+    "AggregateWarning",
+    "ModelFileError",
+    "RecoveryModel",
+    "SkippedCellTypeWarning",
+    "TrainingInputError",
+    "aggregate",
+    "apply_published_postprocess",
+    "load_model",
+    "load_published_models",
+    "nmf",
+    "nmf_generate_w",
+    "preprocessing",
+    "read_r_models",
+    "rng",
+    "train",
+]

@@ -1,0 +1,167 @@
+"""Ensembles: R SpatialEcoTyper's ``AggregateRecoverModels`` (METHOD.md section 3 and 7)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._collate import sort_key
+from .model import RecoveryModel
+
+__all__ = ["aggregate", "AggregateWarning"]
+
+_POS, _NEG = "__pos", "__neg"
+
+
+class AggregateWarning(UserWarning):
+    """Something in the ensemble differs from R (entries no run has, which R leaves NaN)."""
+
+
+def _gene_of(feature: str) -> str:
+    """The gene of a feature: the ``__pos`` / ``__neg`` suffix removed.
+
+    R cuts the name at the first ``_`` instead, so a gene whose name contains ``_`` (e.g.
+    ``HLA_DRA``) becomes ``HLA`` and its rows come out all NaN in R; here it keeps its name
+    (a documented divergence; identical for gene names without ``_``).
+    """
+    for suf in (_POS, _NEG):
+        if feature.endswith(suf):
+            return feature[: -len(suf)]
+    return feature
+
+
+def _as_frames(model: Any, i: int) -> Mapping[str, pd.DataFrame]:
+    if isinstance(model, Mapping):
+        for ct, w in model.items():
+            if not isinstance(w, pd.DataFrame):
+                raise TypeError(f"models[{i}][{ct!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}")
+        return model
+    raise TypeError(f"models[{i}] must be a RecoveryModel or a mapping cell type -> W DataFrame, got {type(model).__name__}")
+
+
+def _aggregate_frames(
+    runs: Sequence[Mapping[str, pd.DataFrame]], *, delta_threshold: float, min_model_fraction: float
+) -> dict[str, pd.DataFrame]:
+    """R's aggregation on plain DataFrames; entries no run has are NaN (as in R)."""
+    n_runs = len(runs)
+    out: dict[str, pd.DataFrame] = {}
+    for ct in runs[0]:  # R: cell types of the first run only
+        ws = [r[ct] for r in runs if ct in r]
+        counts: dict[tuple[str, str], int] = {}
+        plain = True
+        for w in ws:
+            values = w.to_numpy(dtype=np.float64)
+            feats = [str(f) for f in w.index]
+            is_pos = np.array([f.endswith(_POS) for f in feats])
+            if is_pos.any():
+                plain = False
+            else:  # features without posneg: each row is its own gene
+                is_pos = np.ones(len(feats), dtype=bool)
+            if values.shape[1] >= 2:
+                second = np.sort(values, axis=1)[:, -2]
+            else:
+                second = np.full(values.shape[0], -np.inf)
+            delta = values - second[:, None]
+            for a, se in enumerate(w.columns):
+                hit = np.flatnonzero(is_pos & (delta[:, a] > delta_threshold))
+                for gene in dict.fromkeys(_gene_of(feats[i]) for i in hit):
+                    key = (str(se), gene)
+                    counts[key] = counts.get(key, 0) + 1
+        # dplyr count(SE, Gene): sorted by SE, then gene (R's collation); keep n / runs > fraction
+        keys = sorted(counts, key=lambda t: (sort_key(t[0]), sort_key(t[1])))
+        genes = list(dict.fromkeys(g for s, g in keys if counts[(s, g)] / n_runs > min_model_fraction))
+        rows = [g for g in genes] if plain else [g + _POS for g in genes] + [g + _NEG for g in genes]
+        ses = list(dict.fromkeys(str(se) for w in ws for se in w.columns))
+        total = np.zeros((len(rows), len(ses)))
+        n = np.zeros((len(rows), len(ses)))
+        for w in ws:  # sequential sum in list order, divided by the count (as R's mean)
+            sub = w.copy()
+            sub.index = [str(f) for f in sub.index]
+            sub.columns = [str(c) for c in sub.columns]
+            sub = sub.reindex(index=rows, columns=ses)
+            v = sub.to_numpy(dtype=np.float64)
+            have = ~np.isnan(v)
+            total[have] += v[have]
+            n += have
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
+        out[ct] = pd.DataFrame(mean, index=pd.Index(rows, dtype=object), columns=pd.Index(ses, dtype=object))
+    return out
+
+
+def aggregate(
+    models: Sequence[Any], *, delta_threshold: float = 0.01, min_model_fraction: float = 0.5
+) -> RecoveryModel:
+    """Combine the runs of an ensemble: R SpatialEcoTyper's ``AggregateRecoverModels``.
+
+    Per cell type (those of the first run, as R): in each run's W and each SE column, the
+    genes whose ``GENE__pos`` feature has ``delta = W - (second largest of its row)`` above
+    ``delta_threshold`` are counted; genes selected (for some SE) in a fraction of runs
+    strictly above ``min_model_fraction`` are kept, in dplyr ``count(SE, Gene)`` order (by SE,
+    then gene, with R's collation; each gene at its first occurrence). Rows: every kept
+    gene's ``__pos`` feature, then every ``__neg``. Columns: the union of the runs' SEs in
+    first-seen order. W = the mean over the runs that have the entry.
+
+    Parameters
+    ----------
+    models
+        The runs: :class:`ecorecover.RecoveryModel` objects or mappings cell type -> W
+        DataFrame. They should come from different seeds (with one seed every run draws the
+        same cells and the ensemble is one model repeated).
+    delta_threshold, min_model_fraction
+        R's ``delta.threshold`` and ``min.model.fraction``.
+
+    Returns
+    -------
+    A :class:`ecorecover.RecoveryModel`; ``.runs`` holds the input models that are
+    RecoveryModels, ``params["aggregate"]`` the thresholds.
+
+    Warns
+    -----
+    AggregateWarning
+        When some entry exists in no run: R leaves it NaN, which a model cannot hold; it is set
+        to 0 here (no expression of that feature in that SE).
+    """
+    if isinstance(models, (Mapping, str, bytes)) or not isinstance(models, Sequence):
+        raise TypeError("models must be a list of RecoveryModel (or of mappings cell type -> W DataFrame)")
+    if len(models) == 0:
+        raise ValueError("models is empty: give at least one run")
+    for name, v in (("delta_threshold", delta_threshold), ("min_model_fraction", min_model_fraction)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise TypeError(f"{name} must be a finite number, got {v!r}")
+    if not 0 <= min_model_fraction < 1:
+        raise ValueError(f"min_model_fraction must be in [0, 1), got {min_model_fraction}")
+    frames = [_as_frames(m, i) for i, m in enumerate(models)]
+    if len(frames[0]) == 0:
+        raise ValueError("models[0] has no cell type (cell types come from the first run, as in R)")
+    agg = _aggregate_frames(frames, delta_threshold=float(delta_threshold), min_model_fraction=float(min_model_fraction))
+    filled = {}
+    for ct, w in agg.items():
+        nan = int(np.isnan(w.to_numpy()).sum())
+        if nan:
+            filled[ct] = nan
+            agg[ct] = w.fillna(0.0)
+    if filled:
+        warnings.warn(
+            "entries present in no run (R leaves them NaN) were set to 0: "
+            + ", ".join(f"{ct}: {n}" for ct, n in filled.items()),
+            AggregateWarning,
+            stacklevel=2,
+        )
+    runs = [m for m in models if isinstance(m, RecoveryModel)]
+    params: dict[str, Any] = {}
+    if runs:
+        params = {k: v for k, v in runs[0].params.items() if k not in ("run_seed", "n_cells_used")}
+    params["aggregate"] = {
+        "delta_threshold": float(delta_threshold),
+        "min_model_fraction": float(min_model_fraction),
+        "n_runs": len(models),
+        "run_seeds": [m.params.get("run_seed") for m in runs] if runs else None,
+        "nan_entries_set_to_0": filled,
+    }
+    return RecoveryModel(agg, params=params, runs=runs if len(runs) == len(models) else (), source="ecorecover.aggregate")
