@@ -15,20 +15,33 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from . import nmf, preprocessing, rng  # noqa: E402
+from . import nmf, pl, preprocessing, rng  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
+from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
 from ._train import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
 from .io import apply_published_postprocess, load_published_models, read_r_models  # noqa: E402
+from .deconvolution import DeconvolutionWarning, deconvolve  # noqa: E402
 from .model import ModelFileError, RecoveryModel, load_model  # noqa: E402
+from .validation import ValidationWarning, loocv, metrics  # noqa: E402
 
 __all__ = [
     "__version__",
     "AggregateWarning",
+    "DeconvolutionWarning",
+    "GeneMatchError",
+    "RecoveryWarning",
+    "ValidationWarning",
     "ModelFileError",
     "RecoveryModel",
     "SkippedCellTypeWarning",
     "TrainingInputError",
     "aggregate",
+    "deconvolve",
+    "loocv",
+    "metrics",
+    "nmf_predict",
+    "pl",
+    "recover",
     "apply_published_postprocess",
     "load_model",
     "load_published_models",
