@@ -59,3 +59,19 @@ def update_w(
     stationary: int = 40,
     n_threads: int | None = None,
 ) -> tuple[F64, int]: ...
+def solve_h_fast(
+    indptr: I64,
+    indices: I64,
+    data: F64,
+    n_genes: int,
+    wpos: F64,
+    wneg: F64,
+    posneg: bool,
+    mean: F64 | None = None,
+    sd: F64 | None = None,
+    scale_max: float = 10.0,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    n_threads: int | None = None,
+) -> tuple[F64, npt.NDArray[np.int64]]: ...
+def sum_to_one_rows(h: F64, n_threads: int | None = None) -> F64: ...

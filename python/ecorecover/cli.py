@@ -86,6 +86,13 @@ def _float(text: str) -> float:
     return v
 
 
+def _unit_float(text: str) -> float:
+    v = _float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return v
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ecorecover`` (one subparser per command)."""
@@ -166,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directory of the published MERSCOPE models (MERSCOPE_W_v1_<CellType>.rds|.tsv and "
                      "SE_CellStates.txt); R's default-branch post-processing is applied")
     r.add_argument("--celltype-key", default="CellType", metavar="KEY", help="metadata column of cell types (default: %(default)s)")
-    r.add_argument("--min-score", type=_float, default=0.0, metavar="X", help="cells scoring below are 'NonSE' (default: %(default)s)")
+    r.add_argument("--min-score", type=_unit_float, default=0.0, metavar="X", help="cells scoring below are 'NonSE' (default: %(default)s)")
     r.add_argument("--mode", choices=("exact", "fast"), default="exact", help="exact = R's algorithm (default); fast = per-cell solver")
     r.add_argument("--out", metavar="TABLE", required=True, help="output table: .tsv, .csv (optionally .gz) or .parquet (needs pyarrow)")
     r.add_argument("--write-h5ad", metavar="OUT.h5ad", default=None, help="also write the data with the results in obs/obsm/uns")
@@ -233,7 +240,10 @@ def _read_data(path: str, meta: str | None, *, backed: bool = False) -> Any:
     return adata
 
 
-def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, meta: str | None) -> None:
+def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, meta: str | None,
+                *, may_be_missing: Sequence[str] = ()) -> None:
+    """Every key must be a column; missing values are refused except in the options listed in
+    ``may_be_missing`` (``--se-key``: train maps a missing SE to "nonSE" with a warning, as R)."""
     where = meta if meta else data
     cols = list(adata.obs.columns)
     for opt, key in keys:
@@ -243,6 +253,12 @@ def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, m
             shown = ", ".join(map(str, cols[:12])) + (", ..." if len(cols) > 12 else "")
             raise CLIError(f"{where}: no column {key!r} for {opt} (columns: {shown or 'none'})")
         col = adata.obs[key]
+        if col.isna().any() and opt in may_be_missing:
+            values = col.astype(object).to_numpy()
+            na = col.isna().to_numpy()
+            values[~na] = col[~na].astype(str).to_numpy()
+            adata.obs[key] = values
+            continue
         if col.isna().any():
             n = int(col.isna().sum())
             first = adata.obs_names[col.isna().to_numpy()][0]
@@ -250,9 +266,26 @@ def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, m
         adata.obs[key] = col.astype(str).to_numpy()
 
 
-def _normalize(adata: Any) -> None:
+def _normalize(adata: Any, data: str) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
     from .preprocessing import log_normalize
 
+    x = adata.X
+    if sp.issparse(x):
+        coo = x.tocoo()
+        neg = np.flatnonzero(coo.data < 0)
+        first = (int(coo.row[neg[0]]), int(coo.col[neg[0]])) if neg.size else None
+        n_neg = int(neg.size)
+    else:
+        neg_mask = np.asarray(x) < 0
+        n_neg = int(neg_mask.sum())
+        first = tuple(int(v) for v in np.unravel_index(int(np.argmax(neg_mask)), neg_mask.shape)) if n_neg else None
+    if first is not None:
+        i, j = first
+        raise CLIError(f"{data}: --normalize needs raw counts, but {n_neg} value(s) are negative, first for cell "
+                       f"{str(adata.obs_names[i])!r}, gene {str(adata.var_names[j])!r}: {float(x[i, j])!r}")
     t0 = time.perf_counter()
     adata.X = log_normalize(adata.X)
     log.info("log-normalised (%.1f s)", time.perf_counter() - t0)
@@ -332,9 +365,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_outputs([args.out], force=args.force)
     adata = _read_data(args.data, args.meta)
     _check_keys(adata, [("--celltype-key", args.celltype_key), ("--se-key", args.se_key),
-                        ("--sample-key", args.sample_key)], args.data, args.meta)
+                        ("--sample-key", args.sample_key)], args.data, args.meta, may_be_missing=("--se-key",))
     if args.normalize:
-        _normalize(adata)
+        _normalize(adata, args.data)
     from ._train import train
     from .model import RecoveryModel
 
@@ -466,7 +499,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     adata = _read_data(args.data, args.meta, backed=not args.normalize)
     _check_keys(adata, [("--celltype-key", args.celltype_key)], args.data, args.meta)
     if args.normalize:
-        _normalize(adata)
+        _normalize(adata, args.data)
     from ._recover import recover
 
     files = args.data + (f" with {args.meta}" if args.meta else "") + f" and {model_name}"
@@ -477,8 +510,6 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise _input_error(files, exc) from exc
     dt = time.perf_counter() - t0
-    if args.published:
-        table = _published_postprocess(table, model, adata)
     log.info("recovered %d cells in %.1f s (%.0f cells/s)", len(table), dt, len(table) / max(dt, 1e-9))
     with atomic_outputs(outs, force=args.force) as temps:
         _write_table(table, temps[0], suffix)
@@ -486,16 +517,6 @@ def _cmd_recover(args: argparse.Namespace) -> int:
             adata.write_h5ad(temps[1])
     log.info("wrote %s", ", ".join(outs))
     return 0
-
-
-def _published_postprocess(table: Any, model: Any, adata: Any) -> Any:
-    """R's default branch (``RecoverSE(Ws = NULL)``) post-processes the published models' calls."""
-    from .io import apply_published_postprocess
-
-    out = apply_published_postprocess(table, model)
-    if "SE" in adata.obs.columns and len(adata.obs) == len(out):
-        adata.obs["SE"] = out["SE"].to_numpy()
-    return out
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -347,6 +347,8 @@ def apply_published_postprocess(assignments: pd.DataFrame, model: RecoveryModel 
     -------
     pandas.DataFrame
         A copy of ``assignments`` with the ``SE`` column post-processed (strings).
+        :func:`ecorecover.recover` applies this itself to models from
+        :func:`load_published_models`; a table it already post-processed is returned as is.
     """
     params = model.params if isinstance(model, RecoveryModel) else model
     post = params.get("postprocess") if isinstance(params, Mapping) else None
@@ -358,6 +360,9 @@ def apply_published_postprocess(assignments: pd.DataFrame, model: RecoveryModel 
     missing = [c for c in ("CellType", "SE") if c not in assignments.columns]
     if missing:
         raise KeyError(f"assignments lack column(s) {missing}; expected CellType and SE as recovery returns")
+    done = assignments.attrs.get("ecorecover", {}).get("params", {}).get("published_postprocess", False)
+    if done:  # recover() already applied it (the model came from load_published_models)
+        return assignments.copy()
     allowed = pd.MultiIndex.from_tuples([tuple(p) for p in post["se_cellstates"]])
     se = assignments["SE"].astype(object).to_numpy()
     ct = assignments["CellType"].astype(object).to_numpy()

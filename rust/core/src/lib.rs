@@ -7,6 +7,7 @@
 //! is split over independent genes or cells and every reduction runs in a fixed order.
 
 pub mod error;
+pub mod fast;
 pub mod longdouble;
 pub mod nmf;
 pub mod preprocess;

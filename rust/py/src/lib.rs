@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod fast;
 mod glue;
 mod nmf;
 mod preprocess;
@@ -16,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     preprocess::register(m)?;
     nmf::register(m)?;
+    fast::register(m)?;
     rng::register(m)?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(glue::_panic_for_tests, m)?)?;
