@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 from . import nmf, pl, preprocessing, rng  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
 from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
+from ._versions import show_versions  # noqa: E402
 from ._train import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
 from .io import apply_published_postprocess, load_published_models, read_r_models  # noqa: E402
 from .deconvolution import DeconvolutionWarning, deconvolve  # noqa: E402
@@ -50,5 +51,6 @@ __all__ = [
     "preprocessing",
     "read_r_models",
     "rng",
+    "show_versions",
     "train",
 ]
