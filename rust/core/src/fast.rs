@@ -28,7 +28,7 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
-use crate::longdouble::F80;
+use crate::longdouble::ld_sum;
 use crate::sparse::Compressed;
 use crate::EPS;
 
@@ -514,7 +514,7 @@ pub fn sum_to_one_rows(h: ArrayView2<f64>) -> Array2<f64> {
         .par_chunks_mut(k)
         .with_min_len(256)
         .for_each(|row| {
-            let s = row.iter().fold(F80::ZERO, |acc, &v| acc.add(F80::from_f64(v))).to_f64();
+            let s = ld_sum(row.iter().copied()).to_f64();
             row.iter_mut().for_each(|v| *v /= s);
         });
     debug_assert_eq!(out.nrows(), n);

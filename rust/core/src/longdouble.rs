@@ -62,7 +62,7 @@ impl F80 {
     }
 
     /// `self + other`, rounded to extended precision.
-    pub fn add(self, other: F80) -> F80 {
+    fn sum(self, other: F80) -> F80 {
         if other.mant == 0 {
             return self;
         }
@@ -141,11 +141,24 @@ impl F80 {
     }
 }
 
+impl std::ops::Add for F80 {
+    type Output = F80;
+
+    /// Extended-precision addition, rounded to nearest (ties to even) as the x87 FPU does.
+    fn add(self, other: F80) -> F80 {
+        self.sum(other)
+    }
+}
+
+/// Sum doubles in order in extended precision (R's `LDOUBLE` accumulators, e.g. `colSums`).
+pub fn ld_sum<I: IntoIterator<Item = f64>>(values: I) -> F80 {
+    values.into_iter().fold(F80::ZERO, |acc, v| acc + F80::from_f64(v))
+}
+
 /// R's long-double mean: sum the values in order in extended precision, divide by their
 /// count in extended precision, round to double.
 pub fn ld_mean<I: IntoIterator<Item = f64>>(values: I, n: usize) -> f64 {
-    let s = values.into_iter().fold(F80::ZERO, |acc, v| acc.add(F80::from_f64(v)));
-    s.div_u64(n as u64).to_f64()
+    ld_sum(values).div_u64(n as u64).to_f64()
 }
 
 #[cfg(test)]
@@ -161,20 +174,20 @@ mod tests {
 
     #[test]
     fn small_sums_are_exact_like_the_fpu() {
-        let s = F80::from_f64(0.1).add(F80::from_f64(0.2));
+        let s = F80::from_f64(0.1) + F80::from_f64(0.2);
         // In extended precision 0.1 + 0.2 rounds to the double 0.30000000000000004 only
         // after the final rounding; the exact sum of the two doubles fits in 64 bits.
         assert_eq!(s.to_f64(), 0.30000000000000004);
-        assert_eq!(F80::from_f64(1.0).add(F80::from_f64(-1.0)).to_f64(), 0.0);
+        assert_eq!((F80::from_f64(1.0) + F80::from_f64(-1.0)).to_f64(), 0.0);
         assert_eq!(F80::from_f64(3.0).div_u64(3).to_f64(), 1.0);
     }
 
     #[test]
     fn cancellation_keeps_small_terms() {
-        let s = F80::from_f64(1e18).add(F80::from_f64(1.0)).add(F80::from_f64(-1e18));
+        let s = F80::from_f64(1e18) + F80::from_f64(1.0) + F80::from_f64(-1e18);
         assert_eq!(s.to_f64(), 1.0);
         // ... but 64 bits are not enough to hold 1e20 + 1: the FPU rounds the 1 away.
-        let s = F80::from_f64(1e20).add(F80::from_f64(1.0)).add(F80::from_f64(-1e20));
+        let s = F80::from_f64(1e20) + F80::from_f64(1.0) + F80::from_f64(-1e20);
         assert_eq!(s.to_f64(), 0.0);
     }
 
