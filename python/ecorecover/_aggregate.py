@@ -40,6 +40,20 @@ def _as_frames(model: Any, i: int) -> Mapping[str, pd.DataFrame]:
         for ct, w in model.items():
             if not isinstance(w, pd.DataFrame):
                 raise TypeError(f"models[{i}][{ct!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}")
+            if isinstance(model, RecoveryModel):
+                continue  # checked when the RecoveryModel was built
+            try:
+                values = w.to_numpy(dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"models[{i}][{ct!r}] must hold numbers: {exc}") from None
+            # NaN would silently count as "absent from this run" in the mean; refuse it.
+            bad = ~np.isfinite(values) | (values < 0)
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"models[{i}][{ct!r}] holds {int(bad.sum())} NaN, infinite or negative weight(s), first at "
+                    f"feature {w.index[r]!r}, SE {w.columns[c]!r}: {float(values[r, c])!r}"
+                )
         return model
     raise TypeError(f"models[{i}] must be a RecoveryModel or a mapping cell type -> W DataFrame, got {type(model).__name__}")
 

@@ -168,32 +168,52 @@ class _Rows:
     def block(self, a: int, b: int) -> sp.csr_matrix:
         x = self.x
         if self.genes_by_cells:  # a genes x cells array (R's orientation)
-            blk = np.asarray(x[self.cols, a:b]).T
-        else:
-            blk = x[a:b]
-            if sp.issparse(blk):
-                blk = blk.tocsr()[:, self.cols] if len(self.cols) != blk.shape[1] or not _is_range(self.cols) else blk.tocsr()
-            else:
-                blk = np.asarray(blk)
-                if blk.ndim != 2:
-                    raise ValueError(f"the expression matrix must be 2-dimensional, got shape {blk.shape}")
-                if not _is_range(self.cols) or len(self.cols) != blk.shape[1]:
-                    blk = blk[:, self.cols]
-        if sp.issparse(blk):
-            out = sp.csr_matrix(blk)
-            if out.dtype.kind not in "iuf":
-                raise TypeError(f"the expression matrix must hold numbers, got dtype {out.dtype}")
-            out = out.astype(np.float64, copy=False)
-            out.sum_duplicates()
-        else:
-            if blk.dtype.kind not in "iuf":
-                raise TypeError(f"the expression matrix must hold numbers, got dtype {blk.dtype}")
-            out = sp.csr_matrix(np.asarray(blk, dtype=np.float64))
-        return out
+            return _as_csr_block(np.asarray(x[self.cols, a:b]).T, None)
+        blk = x[a:b]
+        if _is_dask(blk):  # a dask array (e.g. anndata.experimental.read_lazy): read this block only
+            return _as_csr_block(_dask_columns(blk, self.cols).compute(), None)
+        return _as_csr_block(blk, self.cols)
 
     def blocks(self, size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
         for a in range(0, self.n, size):
             yield a, self.block(a, min(self.n, a + size))
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "compute")
+
+
+def _dask_columns(x: Any, cols: np.ndarray) -> Any:
+    """A dask array restricted to columns ``cols`` (left alone when they are all of them)."""
+    if _is_range(cols) and len(cols) == x.shape[1]:
+        return x
+    return x[:, cols]
+
+
+def _as_csr_block(blk: Any, cols: np.ndarray | None) -> sp.csr_matrix:
+    """A block of rows (dense or sparse) restricted to columns ``cols`` (None: all), as float64 CSR."""
+    if sp.issparse(blk):
+        if cols is not None and (len(cols) != blk.shape[1] or not _is_range(cols)):
+            blk = blk.tocsr()[:, cols]
+        else:
+            blk = blk.tocsr()
+    else:
+        blk = np.asarray(blk)
+        if blk.ndim != 2:
+            raise ValueError(f"the expression matrix must be 2-dimensional, got shape {blk.shape}")
+        if cols is not None and (not _is_range(cols) or len(cols) != blk.shape[1]):
+            blk = blk[:, cols]
+    if sp.issparse(blk):
+        out = sp.csr_matrix(blk)
+        if out.dtype.kind not in "iuf":
+            raise TypeError(f"the expression matrix must hold numbers, got dtype {out.dtype}")
+        out = out.astype(np.float64, copy=False)
+        out.sum_duplicates()
+    else:
+        if blk.dtype.kind not in "iuf":
+            raise TypeError(f"the expression matrix must hold numbers, got dtype {blk.dtype}")
+        out = sp.csr_matrix(np.asarray(blk, dtype=np.float64))
+    return out
 
 
 def _is_range(cols: np.ndarray) -> bool:
@@ -203,6 +223,91 @@ def _is_range(cols: np.ndarray) -> bool:
 def _block_rows(blk: sp.csr_matrix) -> np.ndarray:
     """Row index of every stored element of a CSR block."""
     return np.repeat(np.arange(blk.shape[0], dtype=np.int64), np.diff(blk.indptr))
+
+
+# Per-block pieces of the statistics passes. They are shared by the in-process engine and the
+# Dask engine (ecorecover.dask): a block's part is computed anywhere, and the parts are folded
+# into the accumulators in cell order, so the sums are the same sequential sums whatever runs
+# where.
+
+
+def _first_nonfinite(blk: sp.csr_matrix) -> tuple[int, int, int, float] | None:
+    """(row, kept column, count, value) of the block's first NaN/inf, or None."""
+    bad = ~np.isfinite(blk.data)
+    if not bad.any():
+        return None
+    e = int(np.argmax(bad))
+    return int(_block_rows(blk)[e]), int(blk.indices[e]), int(bad.sum()), float(blk.data[e])
+
+
+def _scan_block(blk: sp.csr_matrix) -> tuple[float, float, bool]:
+    """(min, max) of the stored values and whether the block has implicit zeros (raw-count guard)."""
+    mn, mx = (float(blk.data.min()), float(blk.data.max())) if blk.nnz else (np.inf, -np.inf)
+    return mn, mx, bool(blk.nnz < blk.shape[0] * blk.shape[1])
+
+
+def _transform(blk: sp.csr_matrix, guard_fired: bool) -> sp.csr_matrix:
+    if guard_fired:
+        blk = blk.copy()
+        blk.data = np.log2(blk.data + 1.0)
+    return blk
+
+
+@dataclass
+class _Part1:
+    """One block's contribution to pass 1 (``flat``: slot group * n_cols + column per value)."""
+
+    omitted: np.ndarray | None  # per row: a scored type's cell expressing < 3 genes (scale only)
+    flat: np.ndarray
+    vals: np.ndarray
+    nnz: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _pass1_block(blk: sp.csr_matrix, grp: np.ndarray, scale: bool, g_n: int, k_cols: int) -> _Part1:
+    """Omissions and the non-zero values of the scored cells of a (transformed) block."""
+    b = blk.shape[0]
+    om = None
+    if scale:
+        expressed = np.bincount(_block_rows(blk)[blk.data > EXPRESSED], minlength=b)
+        om = (expressed < MIN_GENES_EXPRESSED) & (grp >= 0)
+        grp = np.where(om, -1, grp)
+    gr = grp[_block_rows(blk)]
+    sel = (gr >= 0) & (blk.data != 0.0)
+    flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
+    vals = blk.data[sel]
+    lo = np.full(g_n * k_cols, np.inf)
+    hi = np.full(g_n * k_cols, -np.inf)
+    np.minimum.at(lo, flat, vals)
+    np.maximum.at(hi, flat, vals)
+    return _Part1(om, flat, vals, np.bincount(flat, minlength=g_n * k_cols), lo, hi)
+
+
+class _Moments1:
+    """Pass-1 accumulators: sums (sequential, in the order parts are folded), counts, min, max."""
+
+    def __init__(self, size: int) -> None:
+        self.s = np.zeros(size)
+        self.nnz = np.zeros(size, dtype=np.int64)
+        self.lo = np.full(size, np.inf)
+        self.hi = np.full(size, -np.inf)
+
+    def fold(self, part: _Part1) -> _Moments1:
+        np.add.at(self.s, part.flat, part.vals)  # unbuffered: one value after the other
+        self.nnz += part.nnz
+        np.minimum(self.lo, part.lo, out=self.lo)
+        np.maximum(self.hi, part.hi, out=self.hi)
+        return self
+
+
+def _pass2_block(blk: sp.csr_matrix, grp: np.ndarray, mean: np.ndarray, k_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slots and squared deviations from the mean of the non-zeros of the scored cells."""
+    gr = grp[_block_rows(blk)]
+    sel = (gr >= 0) & (blk.data != 0.0)
+    flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
+    d = blk.data[sel] - mean[flat]
+    return flat, d * d
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,71 +364,75 @@ class _Engine:
     # -- pass 1 and 2: per (cell type, gene) moments over the cells kept -----------------------
 
     def _check_block(self, a: int, blk: sp.csr_matrix) -> None:
-        bad = ~np.isfinite(blk.data)
-        if bad.any():
-            e = int(np.argmax(bad))
-            r = int(_block_rows(blk)[e])
-            c = int(blk.indices[e])  # position among the kept columns
-            raise ValueError(
-                f"the expression matrix holds {int(bad.sum())} non-finite value(s) (NaN or inf) in this "
-                f"block, first at cell {self.cell_ids[a + r]!r}, gene {self.gene_names[c]!r}: "
-                f"{blk.data[e]!r}; remove or impute them first"
-            )
+        bad = _first_nonfinite(blk)
+        if bad is not None:
+            self._raise_nonfinite(a, *bad)
+
+    def _raise_nonfinite(self, a: int, r: int, c: int, count: int, value: float) -> None:
+        raise ValueError(
+            f"the expression matrix holds {count} non-finite value(s) (NaN or inf) in this "
+            f"block, first at cell {self.cell_ids[a + r]!r}, gene {self.gene_names[c]!r}: "
+            f"{value!r}; remove or impute them first"
+        )
 
     def _transform(self, blk: sp.csr_matrix) -> sp.csr_matrix:
-        if self.guard_fired:
-            blk = blk.copy()
-            blk.data = np.log2(blk.data + 1.0)
-        return blk
+        return _transform(blk, self.guard_fired)
+
+    def _guard_fires(self, mn: float, mx: float, any_implicit_zero: bool) -> bool:
+        """R's raw-count guard on the model genes (min >= 0, max > 80): warn and return True."""
+        if any_implicit_zero:
+            mn = min(mn, 0.0)
+        if mn >= 0 and mx > RAW_COUNT_MAX:
+            warnings.warn(
+                f"the expression matrix (model genes) looks like raw counts (min >= 0, max {mx:g} > "
+                f"{RAW_COUNT_MAX:g}); applying log2(x + 1) as R SpatialEcoTyper does. Pass "
+                "log-normalised data (ecorecover.preprocessing.log_normalize) to avoid this.",
+                RawCountWarning,
+                stacklevel=5,
+            )
+            return True
+        return False
 
     def statistics(self) -> None:
         g_n, k_cols = len(self.groups), len(self.rows.cols)
         # Pass 1: omissions, sums of non-zeros (sequential, in cell order), counts, min/max.
         for attempt in range(2):
-            s = np.zeros(g_n * k_cols)
-            nnz = np.zeros(g_n * k_cols, dtype=np.int64)
-            lo = np.full(g_n * k_cols, np.inf)
-            hi = np.full(g_n * k_cols, -np.inf)
+            acc = _Moments1(g_n * k_cols)
             self.omitted[:] = False
             mn, mx, any_implicit_zero = np.inf, -np.inf, False
             for a, blk in self.rows.blocks(self.block_size):
                 if attempt == 0:
                     self._check_block(a, blk)
-                    if blk.nnz:
-                        mn, mx = min(mn, float(blk.data.min())), max(mx, float(blk.data.max()))
-                    if blk.nnz < blk.shape[0] * blk.shape[1]:
-                        any_implicit_zero = True
+                    bmn, bmx, bz = _scan_block(blk)
+                    mn, mx, any_implicit_zero = min(mn, bmn), max(mx, bmx), any_implicit_zero or bz
                 blk = self._transform(blk)
-                b = blk.shape[0]
-                grp = self.gor[a : a + b]
-                if self.scale:
-                    expressed = np.bincount(_block_rows(blk)[blk.data > EXPRESSED], minlength=b)
-                    om = (expressed < MIN_GENES_EXPRESSED) & (grp >= 0)
-                    self.omitted[a : a + b] = om
-                    grp = np.where(om, -1, grp)
-                r = _block_rows(blk)
-                gr = grp[r]
-                sel = (gr >= 0) & (blk.data != 0.0)
-                flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
-                vals = blk.data[sel]
-                np.add.at(s, flat, vals)
-                nnz += np.bincount(flat, minlength=g_n * k_cols)
-                np.minimum.at(lo, flat, vals)
-                np.maximum.at(hi, flat, vals)
-            if attempt == 0 and self.guard:
-                if any_implicit_zero:
-                    mn = min(mn, 0.0)
-                if mn >= 0 and mx > RAW_COUNT_MAX:
-                    self.guard_fired = True
-                    warnings.warn(
-                        f"the expression matrix (model genes) looks like raw counts (min >= 0, max {mx:g} > "
-                        f"{RAW_COUNT_MAX:g}); applying log2(x + 1) as R SpatialEcoTyper does. Pass "
-                        "log-normalised data (ecorecover.preprocessing.log_normalize) to avoid this.",
-                        RawCountWarning,
-                        stacklevel=4,
-                    )
-                    continue
+                part = _pass1_block(blk, self.gor[a : a + blk.shape[0]], self.scale, g_n, k_cols)
+                if part.omitted is not None:
+                    self.omitted[a : a + blk.shape[0]] = part.omitted
+                acc.fold(part)
+            if attempt == 0 and self.guard and self._guard_fires(mn, mx, any_implicit_zero):
+                self.guard_fired = True
+                continue
             break
+        self._finish_pass1(acc)
+        if not self.scale:
+            return
+        # Pass 2: squared deviations of the non-zeros, sequential in cell order.
+        sq = np.zeros(g_n * k_cols)
+        for a, blk in self.rows.blocks(self.block_size):
+            blk = self._transform(blk)
+            b = blk.shape[0]
+            flat, dd = _pass2_block(blk, self._scored_groups(a, a + b), self.mean, k_cols)
+            np.add.at(sq, flat, dd)
+        self._finish_pass2(sq)
+
+    def _scored_groups(self, a: int, b: int) -> np.ndarray:
+        """Group per row of rows a..b, -1 for the cells not scored ("< 3 genes")."""
+        return np.where(self.omitted[a:b], -1, self.gor[a:b])
+
+    def _finish_pass1(self, acc: _Moments1) -> None:
+        k_cols = len(self.rows.cols)
+        g_n = len(self.groups)
         n_kept = np.zeros(g_n, dtype=np.int64)
         for gi, g in enumerate(self.groups):
             keep = ~self.omitted[g.rows]
@@ -332,26 +441,17 @@ class _Engine:
             n_kept[gi] = g.n_scored
         n_t = np.repeat(n_kept, k_cols).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean = s / n_t
+            mean = acc.s / n_t
         self.mean = mean
+        self._n_t, self._nnz = n_t, acc.nnz
         # Range of each gene over the type's cells (for fast mode's zero-variance filter).
-        has_zero = nnz < n_t
-        self.xmin = np.where(has_zero, np.minimum(lo, 0.0), lo)
-        self.xmax = np.where(has_zero, np.maximum(hi, 0.0), hi)
-        if not self.scale:
-            return
-        # Pass 2: squared deviations of the non-zeros, sequential in cell order.
-        sq = np.zeros(g_n * k_cols)
-        for a, blk in self.rows.blocks(self.block_size):
-            blk = self._transform(blk)
-            grp = self.gor[a : a + blk.shape[0]]
-            grp = np.where(self.omitted[a : a + blk.shape[0]], -1, grp)
-            gr = grp[_block_rows(blk)]
-            sel = (gr >= 0) & (blk.data != 0.0)
-            flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
-            d = blk.data[sel] - mean[flat]
-            np.add.at(sq, flat, d * d)
-        n_zeros = (n_t - nnz).astype(np.float64)
+        has_zero = acc.nnz < n_t
+        self.xmin = np.where(has_zero, np.minimum(acc.lo, 0.0), acc.lo)
+        self.xmax = np.where(has_zero, np.maximum(acc.hi, 0.0), acc.hi)
+
+    def _finish_pass2(self, sq: np.ndarray) -> None:
+        n_t, mean = self._n_t, self.mean
+        n_zeros = (n_t - self._nnz).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             var = (sq + mean * mean * n_zeros) / (n_t - 1.0)
         self.sd = np.sqrt(var)
@@ -372,6 +472,15 @@ class _Engine:
         return pos, neg
 
     # -- pass 3: runs -----------------------------------------------------------------------------
+
+    def _group_args(self, gi: int) -> tuple[_Group, np.ndarray, np.ndarray | None, Any]:
+        """(group, mean, sd or None, constant features) of group ``gi``'s model genes."""
+        g = self.groups[gi]
+        k_cols = len(self.rows.cols)
+        sl = slice(gi * k_cols, (gi + 1) * k_cols)
+        mean = self.mean[sl][g.cols]
+        sd = self.sd[sl][g.cols] if self.scale else None
+        return g, mean, sd, self._constant_features(g, sl)
 
     def _plan(self) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """Run id per input row (-1: none) and, per run, (group, run index, size)."""
@@ -406,7 +515,6 @@ class _Engine:
         filled = np.zeros(len(runs), dtype=np.int64)
         pending: set[Future[_RunResult]] = set()
         bar = _progress_bar(len(runs), self.progress, "recovering" if self.mode == "exact" else "recovering (fast)")
-        k_cols = len(self.rows.cols)
 
         def collect(done: set[Future[_RunResult]]) -> None:
             for f in done:
@@ -430,15 +538,10 @@ class _Engine:
                         if filled[r] == size:
                             x = sp.vstack(buffers.pop(int(r)), format="csr")
                             rows = np.concatenate(buf_rows.pop(int(r)))
-                            g = self.groups[gi]
-                            sl = slice(gi * k_cols, (gi + 1) * k_cols)
-                            mean = self.mean[sl][g.cols]
-                            sd = self.sd[sl][g.cols] if self.scale else None
-                            const = self._constant_features(g, sl)
-                            fn = _exact_run if self.mode == "exact" else _fast_run
+                            g, mean, sd, const = self._group_args(gi)
                             pending.add(
                                 pool.submit(
-                                    fn, gi, ri, g, x[:, g.cols], rows, mean, sd, const, self.sum_to_one,
+                                    _solve_run, self.mode, gi, ri, g, x, rows, mean, sd, const, self.sum_to_one,
                                     kernel_threads, self.keep_details,
                                 )
                             )
@@ -510,6 +613,15 @@ def _sum_to_one(h: np.ndarray) -> np.ndarray:
         return _core.sum_to_one_rows(np.ascontiguousarray(h, dtype=np.float64), 1)
 
 
+def _solve_run(
+    mode: Mode, gi: int, ri: int, g: _Group, x: sp.csr_matrix, rows: np.ndarray, mean: np.ndarray,
+    sd: np.ndarray | None, const: Any, sum_to_one: bool, threads: int, details: bool,
+) -> _RunResult:
+    """One run: ``x`` holds the run's cells (in order) x the kept columns (transformed)."""
+    fn = _exact_run if mode == "exact" else _fast_run
+    return fn(gi, ri, g, x[:, g.cols], rows, mean, sd, const, sum_to_one, threads, details)
+
+
 def _exact_run(
     gi: int, ri: int, g: _Group, x: sp.csr_matrix, rows: np.ndarray, mean: np.ndarray, sd: np.ndarray | None,
     const: Any, sum_to_one: bool, threads: int, details: bool,
@@ -520,11 +632,7 @@ def _exact_run(
     if not feats:
         return _RunResult(gi, ri, rows, None, 0, 0, 0.0, failure="no_features")
     if not g.posneg and v.size and float(v.min()) < 0:
-        raise ValueError(
-            f"model[{g.name!r}] names plain genes (no '__pos'/'__neg' features), so R feeds the scaled "
-            "data to NMF without posneg, but it has negative values; NMF needs non-negative input "
-            "(use scale=False with such a model, or a posneg model)"
-        )
+        raise _plain_model_negative(g)
     vt = np.ascontiguousarray(v.T)  # features x cells
     w = np.ascontiguousarray(g.w.loc[feats].to_numpy())
     m, k = w.shape
@@ -541,6 +649,14 @@ def _exact_run(
     return _RunResult(gi, ri, rows, scores, m, int(n_iter), max_v, det, nnz_v=int(np.count_nonzero(vt)))
 
 
+def _plain_model_negative(g: _Group) -> ValueError:
+    return ValueError(
+            f"model[{g.name!r}] names plain genes (no '__pos'/'__neg' features), so R feeds the scaled "
+            "data to NMF without posneg, but it has negative values; NMF needs non-negative input "
+            "(use scale=False with such a model, or a posneg model)"
+    )
+
+
 def _fast_run(
     gi: int, ri: int, g: _Group, x: sp.csr_matrix, rows: np.ndarray, mean: np.ndarray, sd: np.ndarray | None,
     const: tuple[np.ndarray, np.ndarray], sum_to_one: bool, threads: int, details: bool,
@@ -548,9 +664,14 @@ def _fast_run(
     from .nmf import solve_h_fast
 
     gpos, gneg, n_feat = _fast_model(g, const)
-    h, iters = solve_h_fast(
-        x, gpos, gneg, mean=None if sd is None else mean, sd=sd, posneg=g.posneg, scale_max=SCALE_MAX, n_jobs=threads
-    )
+    try:
+        h, iters = solve_h_fast(
+            x, gpos, gneg, mean=None if sd is None else mean, sd=sd, posneg=g.posneg, scale_max=SCALE_MAX, n_jobs=threads
+        )
+    except ValueError as exc:
+        if not g.posneg and "negative" in str(exc):
+            raise _plain_model_negative(g) from exc
+        raise
     scores = _sum_to_one(h) if sum_to_one else h
     det = {"iterations": iters} if details else None
     return _RunResult(gi, ri, rows, scores, n_feat, int(iters.max(initial=0)), float("nan"), det)
@@ -638,11 +759,24 @@ class _Input:
 
 
 def _align(celltypes: Any, cell_ids: list[str]) -> Any:
-    """A Series indexed by exactly the cell ids is matched by id; anything else by position."""
+    """A Series indexed by the cell ids is matched by id; a Series with a default
+    (0..n-1) index, or any other sequence, by position. A Series indexed by other labels is
+    an error rather than a silent positional match."""
     if isinstance(celltypes, pd.Series) and len(celltypes) == len(cell_ids):
+        if isinstance(celltypes.index, pd.RangeIndex) and celltypes.index.start == 0 and celltypes.index.step == 1:
+            return celltypes
         idx = [str(i) for i in celltypes.index]
-        if idx != cell_ids and set(idx) == set(cell_ids) and len(set(idx)) == len(idx):
+        if idx == cell_ids:
+            return celltypes
+        if set(idx) == set(cell_ids) and len(set(idx)) == len(idx):
             return celltypes.set_axis(idx).reindex(cell_ids)
+        known = set(cell_ids)
+        stray = next(i for i in idx if i not in known) if not set(idx) <= known else None
+        raise ValueError(
+            "celltypes is a Series whose index does not match the cell ids"
+            + (f" (e.g. {stray!r} is not a cell id)" if stray is not None else " (duplicated ids)")
+            + "; index it by cell id, or pass a list/array to match by position"
+        )
     return celltypes
 
 
@@ -738,6 +872,7 @@ def recover(
     gene_symbols: str | None = None,
     celltypes: Any = None,
     collation: _collate.Collation = "icu",
+    client: Any = None,
 ) -> Any:
     """Recover each cell's spatial ecotype (SE) with cell-type-specific recovery models.
 
@@ -784,6 +919,12 @@ def recover(
         How SE names are sorted for the score columns: ``"icu"`` as R in any normal locale
         (``nonSE < NonSE < SE01``), ``"C"`` as R under ``LC_COLLATE=C``. It decides the column
         order and so the InitSE of unscored cells (all-zero scores: the first column).
+    client
+        A :class:`dask.distributed.Client`: run the statistics passes and the runs as tasks on
+        that Dask cluster (see :mod:`ecorecover.dask`; needs ``ecorecover[dask]``). ``X`` is
+        then best a dask array (``anndata.experimental.read_lazy``) whose chunks the workers
+        read themselves. Results are identical to the in-process ones. Without a client, a
+        dask ``X`` is read block by block into this process.
 
     Returns
     -------
@@ -815,6 +956,8 @@ def recover(
     RawCountWarning
         The model genes of the data look like raw counts (R's guard applies ``log2(x + 1)``).
     """
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not 0.0 <= float(min_score) <= 1.0:
+        raise ValueError(f"min_score must be a number in [0, 1] (scores sum to 1 per cell), got {min_score!r}")
     threads = _check_options(cells_per_run, mode, n_jobs)
     if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not math.isfinite(min_score):
         raise ValueError(f"min_score must be a finite number, got {min_score!r}")
@@ -916,11 +1059,17 @@ def recover(
         )
 
     rows = _Rows(inp.x, np.array(kept, dtype=np.int64), genes_by_cells=inp.genes_by_cells)
-    engine = _Engine(
-        rows, groups, group_of_row, scale=bool(scale), cells_per_run=int(cells_per_run), mode=mode,
-        threads=threads, guard=True, block_size=_block_size(len(kept)), cell_ids=inp.cell_ids,
-        gene_names=_Names(inp.genes, kept), progress=progress,
+    engine_kw: dict[str, Any] = dict(
+        scale=bool(scale), cells_per_run=int(cells_per_run), mode=mode, threads=threads, guard=True,
+        block_size=_block_size(len(kept)), cell_ids=inp.cell_ids, gene_names=_Names(inp.genes, kept),
+        progress=progress,
     )
+    if client is None:
+        engine = _Engine(rows, groups, group_of_row, **engine_kw)
+    else:  # the same engine with its passes as tasks on a Dask cluster
+        from .dask import _DaskEngine
+
+        engine = _DaskEngine(rows, groups, group_of_row, client=client, **engine_kw)
     timings = {"statistics_s": 0.0, "runs_s": 0.0}
     if groups:
         t0 = time.perf_counter()

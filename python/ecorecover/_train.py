@@ -35,7 +35,7 @@ from scipy.stats import rankdata
 from . import preprocessing as _pp
 from ._aggregate import aggregate
 from ._collate import collate_sorted
-from ._validation import as_float_matrix, check_finite, resolve_n_jobs
+from ._validation import as_float_matrix, resolve_n_jobs
 from .model import RecoveryModel
 from .nmf import update_w
 from .rng import RRandom
@@ -44,6 +44,7 @@ __all__ = [
     "train",
     "nmf_generate_w",
     "SkippedCellTypeWarning",
+    "MissingLabelWarning",
     "TrainingInputError",
 ]
 
@@ -51,6 +52,8 @@ __all__ = [
 _EPS = float(np.finfo(np.float64).eps)
 #: NMF's iteration cap (with H fixed the connectivity rule stops at exactly 420).
 _MAX_ITER = 2000
+#: R's label for cells without an SE (a missing SE label becomes this).
+_NA_SE = "nonSE"
 #: An SE needs more than this many of the kept cells to get a column of W (R's rule).
 _MIN_SE_CELLS = 2
 
@@ -61,6 +64,10 @@ class TrainingInputError(ValueError):
 
 class SkippedCellTypeWarning(UserWarning):
     """Some cell types get no model (too few SEs with enough cells); the message says why."""
+
+
+class MissingLabelWarning(UserWarning):
+    """Cells with a missing SE label were labelled ``"nonSE"`` (as R does)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -324,7 +331,10 @@ class _RunResult:
     reason: str = ""
 
 
-def _label_column(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
+def _label_column(obs: pd.DataFrame, key: str, what: str, *, na_label: str | None = None) -> np.ndarray:
+    """Labels of column ``key`` as strings. Missing labels raise, unless ``na_label`` is given:
+    then they become ``na_label`` with a :class:`MissingLabelWarning` (R's NMFGenerateWList
+    maps a missing SE to ``"nonSE"``)."""
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a column name (str), got {type(key).__name__}")
     if key not in obs.columns:
@@ -333,8 +343,19 @@ def _label_column(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
     missing = col.isna().to_numpy()
     if missing.any():
         first = obs.index[np.argmax(missing)]
-        raise TrainingInputError(f"{what}={key!r} has {int(missing.sum())} missing label(s), first for cell {first!r}")
-    return col.astype(str).to_numpy(dtype=object)
+        if na_label is None:
+            raise TrainingInputError(f"{what}={key!r} has {int(missing.sum())} missing label(s), first for cell {first!r}")
+        warnings.warn(
+            f"{what}={key!r} has {int(missing.sum())} missing label(s) (first for cell {first!r}); they are "
+            f"labelled {na_label!r}, as R SpatialEcoTyper does",
+            MissingLabelWarning,
+            stacklevel=5,
+        )
+    if not missing.any():
+        return col.astype(str).to_numpy(dtype=object)
+    out = col.astype(object).astype(str).to_numpy(dtype=object)
+    out[missing] = na_label
+    return out
 
 
 def _training_input(adata: Any, meta: pd.DataFrame | None) -> tuple[Any, list[str], list[str], pd.DataFrame]:
@@ -361,12 +382,18 @@ def _training_input(adata: Any, meta: pd.DataFrame | None) -> tuple[Any, list[st
         obs = meta.copy()
         obs.index = midx
         obs = obs.loc[cells]
+        kinds = {d.kind for d in adata.dtypes}
+        if not kinds <= set("iuf"):
+            bad = [str(c) for c, d in adata.dtypes.items() if d.kind not in "iuf"]
+            raise TypeError(
+                f"the expression DataFrame must hold numbers only (integer or float columns), got dtypes "
+                f"{sorted(set(map(str, adata.dtypes)))}; first non-numeric column (cell): {bad[0]!r}"
+            )
         try:
             x = adata.to_numpy(dtype=np.float64).T
         except (TypeError, ValueError) as exc:
             raise TypeError(f"the expression DataFrame must hold numbers: {exc}") from None
         x = np.ascontiguousarray(x)
-        check_finite(x, "the expression matrix")
         return x, cells, genes, obs
     try:
         import anndata
@@ -387,11 +414,33 @@ def _training_input(adata: Any, meta: pd.DataFrame | None) -> tuple[Any, list[st
     if x is None:
         raise TrainingInputError("adata.X is empty (None); put the log-normalised expression in X")
     if sp.issparse(x):
-        x = as_float_matrix(x, "adata.X", allow_sparse=True).tocsr()
+        x = as_float_matrix(x, "adata.X", allow_sparse=True, finite=False).tocsr()
         x.sum_duplicates()
     else:
-        x = as_float_matrix(np.asarray(x), "adata.X")
+        x = as_float_matrix(np.asarray(x), "adata.X", finite=False)
     return x, cells, genes, adata.obs
+
+
+def _check_finite_cells_genes(x: Any, cells: Sequence[str], genes: Sequence[str]) -> None:
+    """Raise naming the cell and gene of the first NaN/inf (x: cells x genes, CSR or dense)."""
+    if sp.issparse(x):
+        bad = ~np.isfinite(x.data)
+        if not bad.any():
+            return
+        e = int(np.argmax(bad))
+        i = int(np.searchsorted(x.indptr, e, side="right") - 1)
+        j = int(x.indices[e])
+        value, n_bad = x.data[e], int(bad.sum())
+    else:
+        bad = ~np.isfinite(x)
+        if not bad.any():
+            return
+        i, j = (int(v) for v in np.unravel_index(int(np.argmax(bad)), x.shape))
+        value, n_bad = x[i, j], int(bad.sum())
+    raise TrainingInputError(
+        f"the expression matrix holds {n_bad} non-finite value(s) (NaN or inf), first at cell {cells[i]!r}, "
+        f"gene {genes[j]!r}: {float(value)!r}; remove or impute them first"
+    )
 
 
 def _check_unique(names: list[str], what: str) -> None:
@@ -698,6 +747,7 @@ def _plan(
     n_jobs: int | None,
     progress: bool,
     meta: pd.DataFrame | None,
+    client: Any = None,
 ) -> _Plan:
     n_features = _check_count(n_features, "n_features")
     n_features_per_se = _check_count(n_features_per_se, "n_features_per_se", allow_none=True)
@@ -713,12 +763,13 @@ def _plan(
 
     x, cells, genes, obs = _training_input(adata, meta)
     ct = _label_column(obs, celltype_key, "celltype_key")
-    se = _label_column(obs, se_key, "se_key")
+    se = _label_column(obs, se_key, "se_key", na_label=_NA_SE)
     sample = _label_column(obs, sample_key, "sample_key") if sample_key is not None else None
-    if sp.issparse(x):
-        check_finite(x.data, "the expression matrix")
-    else:
-        check_finite(x, "the expression matrix")
+    if not cells or not genes:
+        raise TrainingInputError(
+            f"the expression matrix is empty ({len(cells)} cells x {len(genes)} genes); training needs cells and genes"
+        )
+    _check_finite_cells_genes(x, cells, genes)
     x, fired = _pp.raw_count_guard(x, what="the training expression matrix")
     if sp.issparse(x):
         x = x.tocsr()
@@ -751,7 +802,7 @@ def _plan(
     prepared: dict[str, _Prepared] = {}
     runs: list[dict[str, _RunResult]] = [dict() for _ in seeds]
     with ThreadPoolExecutor(max_workers=pool) as ex:
-        if n_runs == 1:
+        if n_runs == 1 and client is None:
             def both(c: str) -> tuple[_Prepared | str, _RunResult | None]:
                 p = prep(c)
                 return p, (None if isinstance(p, str) else _run(p, seed=seeds[0], **run_kw))
@@ -774,8 +825,13 @@ def _plan(
             def one_run(s: int) -> dict[str, _RunResult]:
                 return {c: _run(p, seed=s, **run_kw) for c, p in prepared.items()}
 
-            for r, res in enumerate(list(_progress(ex.map(one_run, seeds), total=n_runs, desc="ecorecover.train: runs", enabled=progress))):
-                runs[r] = res
+            if client is not None:  # the (run, cell type) pairs as tasks on a Dask cluster
+                from .dask import _train_runs
+
+                runs = _train_runs(client, prepared, seeds, run_kw, progress) if prepared else runs
+            else:
+                for r, res in enumerate(list(_progress(ex.map(one_run, seeds), total=n_runs, desc="ecorecover.train: runs", enabled=progress))):
+                    runs[r] = res
     return _Plan(prepared=prepared, runs=runs, seeds=seeds, skipped=skipped, cells=cells, raw_guard_fired=fired)
 
 
@@ -812,6 +868,7 @@ def train(
     n_jobs: int | None = None,
     progress: bool = True,
     meta: pd.DataFrame | None = None,
+    client: Any = None,
 ) -> RecoveryModel:
     """Train cell-type-specific SE recovery models: R SpatialEcoTyper's ``NMFGenerateWList``.
 
@@ -823,7 +880,8 @@ def train(
         **genes x cells** (R's / the tutorial's orientation) together with ``meta``.
     celltype_key, se_key, sample_key
         Columns of ``obs`` (or ``meta``) with the cell type, the spatial ecotype (any label,
-        ``"nonSE"`` included) and, optionally, the sample. With ``sample_key`` genes are
+        ``"nonSE"`` included; a missing SE label becomes ``"nonSE"``, as in R, with a
+        :class:`MissingLabelWarning`) and, optionally, the sample. With ``sample_key`` genes are
         chosen by rank sums of per-sample variances, each sample is scaled separately and
         (with ``balance_samples``) large samples are subsampled to the median size.
     n_features
@@ -853,6 +911,11 @@ def train(
     meta
         Cell metadata for DataFrame input: a DataFrame indexed by cell id, one row per column
         of ``adata`` (any order; matched by id).
+    client
+        A :class:`dask.distributed.Client`: the (run, cell type) pairs of the ensemble are
+        computed as tasks on that Dask cluster (gene selection and scaling, shared by the
+        runs, stay in this process). The model is identical to the in-process one. See
+        :mod:`ecorecover.dask` (needs ``ecorecover[dask]``).
 
     Returns
     -------
@@ -867,12 +930,15 @@ def train(
         A key is not a column of the metadata.
     TrainingInputError
         (a ``ValueError``) meta rows do not match the cells, duplicated gene or cell names,
-        missing labels, or no cell type can be trained. NaN/inf in X raise ``ValueError``.
+        missing cell-type or sample labels, an empty matrix, NaN/inf in X (the message names
+        the first cell and gene), or no cell type can be trained.
 
     Warns
     -----
     SkippedCellTypeWarning
         For cell types that get no model, with the reason.
+    MissingLabelWarning
+        Cells without an SE label (NaN/None) were labelled ``"nonSE"``.
     RawCountWarning
         When the input looks like raw counts (min >= 0, max > 80): ``log2(x + 1)`` is applied
         to the whole matrix first, as R does.
@@ -887,7 +953,7 @@ def train(
         celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features,
         n_features_per_se=n_features_per_se, min_cells=min_cells, downsample=downsample,
         balance_samples=balance_samples, scale=scale, seed=seed, n_runs=n_runs, n_jobs=n_jobs,
-        progress=progress, meta=meta,
+        progress=progress, meta=meta, client=client,
     )
     return _train(adata, **kwargs)[0]
 
@@ -909,13 +975,14 @@ def _train(
     n_jobs: int | None,
     progress: bool,
     meta: pd.DataFrame | None,
+    client: Any = None,
 ) -> tuple[RecoveryModel, _Plan]:
     """:func:`train`, also returning its :class:`_Plan` (selected cells/genes, for tests)."""
     plan = _plan(
         adata, celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features,
         n_features_per_se=n_features_per_se, min_cells=min_cells, downsample=downsample,
         balance_samples=balance_samples, scale=scale, seed=seed, n_runs=n_runs, n_jobs=n_jobs,
-        progress=progress, meta=meta,
+        progress=progress, meta=meta, client=client,
     )
     base = {
         "method": "ecorecover.train (R SpatialEcoTyper NMFGenerateWList)",
@@ -958,6 +1025,13 @@ def _train(
         )
     if not any(w for w, _ in run_models):
         raise TrainingInputError("no cell type could be trained: " + "; ".join(f"{c}: {r}" for c, r in all_skipped.items()))
+    if not run_models[0][0]:
+        raise TrainingInputError(
+            f"the first run (seed {plan.seeds[0]}) trained no cell type ("
+            + "; ".join(f"{c}: {r}" for c, r in {**plan.skipped, **run_skips[0]}.items())
+            + "); an ensemble takes its cell types from the first run, as R's AggregateRecoverModels does. "
+            "Try another seed, a larger downsample or a smaller min_cells"
+        )
     if n_runs == 1:
         weights, params = run_models[0]
         return RecoveryModel(weights, params=params, source="ecorecover.train"), plan

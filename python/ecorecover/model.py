@@ -83,14 +83,14 @@ def _as_weight_frame(cell_type: str, w: Any) -> pd.DataFrame:
         i, j = np.argwhere(bad)[0]
         raise ValueError(
             f"weights[{cell_type!r}] holds {int(bad.sum())} non-finite value(s), first at "
-            f"feature {features[i]!r}, SE {ses[j]!r}: {values[i, j]!r}"
+            f"feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
     neg = values < 0
     if neg.any():
         i, j = np.argwhere(neg)[0]
         raise ValueError(
             f"weights[{cell_type!r}] holds {int(neg.sum())} negative value(s) (NMF weights are >= 0), "
-            f"first at feature {features[i]!r}, SE {ses[j]!r}: {values[i, j]!r}"
+            f"first at feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
     values.setflags(write=False)
     return pd.DataFrame(values, index=pd.Index(features, dtype=object), columns=pd.Index(ses, dtype=object))
@@ -270,6 +270,10 @@ class RecoveryModel(Mapping):
 
         path = Path(path)
         directory = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot save the model to {path}: it is a directory; give a file name")
+        if not directory.is_dir():
+            raise FileNotFoundError(f"cannot save the model to {path}: directory {directory} does not exist")
         # Created like open(..., "w") would (permissions follow the umask), name never in use.
         tmp = str(directory / f".{path.name}.{secrets.token_hex(8)}.tmp")
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

@@ -59,6 +59,7 @@ def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None 
     if not np.isfinite(scale_factor) or scale_factor <= 0:
         raise ValueError(f"scale_factor must be a positive number, got {scale_factor}")
     x = as_float_matrix(counts, "counts", allow_sparse=True)
+    _check_non_negative(x, "counts")
     if sp.issparse(x):
         csr = x.format == "csr"
         n_major, n_minor = (x.shape[0], x.shape[1]) if csr else (x.shape[1], x.shape[0])
@@ -72,6 +73,29 @@ def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None 
         out.data = data
         return out
     return _core.log_normalize_dense(x, float(scale_factor), threads)
+
+
+def _check_non_negative(x: Any, name: str) -> None:
+    """Raise ``ValueError`` naming the (cell, gene) position of the first negative count."""
+    if sp.issparse(x):
+        neg = np.flatnonzero(x.data < 0)
+        if neg.size == 0:
+            return
+        e = int(neg[0])
+        major = int(np.searchsorted(x.indptr, e, side="right") - 1)
+        minor = int(x.indices[e])
+        i, j = (major, minor) if x.format == "csr" else (minor, major)
+        n, value = int(neg.size), float(x.data[e])
+    else:
+        mask = x < 0
+        if not mask.any():
+            return
+        i, j = (int(v) for v in np.unravel_index(int(np.argmax(mask)), x.shape))
+        n, value = int(mask.sum()), float(x[i, j])
+    raise ValueError(
+        f"{name} holds {n} negative value(s), first at cell (row) {i}, gene (column) {j}: {value!r}; "
+        "log-normalisation needs raw, non-negative counts"
+    )
 
 
 def looks_like_raw_counts(x: Any) -> bool:
