@@ -410,7 +410,7 @@ CASES = [
     Case("recover-model-nan-w", lambda c: _recover(c.adata, _bad_w(c, np.nan)), ValueError,
          r"model\['B'\] holds 1 non-finite.*SE 'nonSE'"),
     Case("recover-model-negative-w", lambda c: _recover(c.adata, _bad_w(c, -1.0)), ValueError,
-         r"model\['B'\] holds negative weights.*'nonSE'"),
+         r"model\['B'\] holds 1 negative value.*'nonSE'"),
     Case("recover-empty-model", lambda c: _recover(c.adata, {}), ValueError, r"model holds no cell types"),
     Case("recover-plain-model-scaled-exact", lambda c: _recover(c.adata, _plain(c.model)), ValueError,
          r"model\['(B|CD4T)'\] names plain genes.*negative"),

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from . import _collate, _core
 from . import nmf as _nmf
+from .model import _as_weight_frame
 from ._validation import resolve_n_jobs
 from .preprocessing import RAW_COUNT_MAX, RawCountWarning
 from .rng import RRandom
@@ -116,25 +117,7 @@ def _check_model(model: Any) -> dict[str, pd.DataFrame]:
             )
         if w.shape[0] == 0 or w.shape[1] == 0:
             raise ValueError(f"model[{ct!r}] is empty ({w.shape[0]} features x {w.shape[1]} SEs)")
-        try:
-            vals = w.to_numpy(dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"model[{ct!r}] must hold numbers: {e}") from None
-        bad = ~np.isfinite(vals)
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise ValueError(
-                f"model[{ct!r}] holds {int(bad.sum())} non-finite value(s), first at feature "
-                f"{w.index[i]!r}, SE {w.columns[j]!r}: {vals[i, j]!r}"
-            )
-        if (vals < 0).any():
-            i, j = np.argwhere(vals < 0)[0]
-            raise ValueError(f"model[{ct!r}] holds negative weights, first at {w.index[i]!r}, {w.columns[j]!r}")
-        if w.index.has_duplicates:
-            raise ValueError(f"model[{ct!r}] has duplicated feature names: {list(w.index[w.index.duplicated()][:5])}")
-        if w.columns.has_duplicates:
-            raise ValueError(f"model[{ct!r}] has duplicated SE names: {list(w.columns[w.columns.duplicated()][:5])}")
-        out[str(ct)] = pd.DataFrame(vals, index=[str(i) for i in w.index], columns=[str(c) for c in w.columns])
+        out[str(ct)] = _as_weight_frame(str(ct), w, owner="model", coerce_labels=True)
     return out
 
 

@@ -54,42 +54,44 @@ def _package_version() -> str:
     return __version__
 
 
-def _check_labels(labels: pd.Index, what: str, cell_type: str) -> list[str]:
-    out = list(labels)
+def _check_labels(labels: pd.Index, what: str, cell_type: str, owner: str = "weights", coerce: bool = False) -> list[str]:
+    out = [str(x) for x in labels] if coerce else list(labels)
     bad = [x for x in out if not isinstance(x, str)]
     if bad:
         raise TypeError(
-            f"weights[{cell_type!r}]: {what} must be strings, got {type(bad[0]).__name__} {bad[0]!r}"
+            f"{owner}[{cell_type!r}]: {what} must be strings, got {type(bad[0]).__name__} {bad[0]!r}"
         )
     dup = pd.Index(out)[pd.Index(out).duplicated()].unique().tolist()
     if dup:
-        raise ValueError(f"weights[{cell_type!r}]: duplicated {what}: {dup[:10]}")
+        raise ValueError(f"{owner}[{cell_type!r}]: duplicated {what}: {dup[:10]}")
     return out
 
 
-def _as_weight_frame(cell_type: str, w: Any) -> pd.DataFrame:
+def _as_weight_frame(cell_type: str, w: Any, owner: str = "weights", coerce_labels: bool = False) -> pd.DataFrame:
+    """Validate one W (finite, >= 0, unique string labels) into a read-only float64 frame;
+    ``owner`` names the argument in messages (``weights`` here, ``model`` in recovery)."""
     if not isinstance(w, pd.DataFrame):
         raise TypeError(
-            f"weights[{cell_type!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}"
+            f"{owner}[{cell_type!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}"
         )
-    features = _check_labels(w.index, "feature names (index)", cell_type)
-    ses = _check_labels(w.columns, "SE names (columns)", cell_type)
+    features = _check_labels(w.index, "feature names (index)", cell_type, owner, coerce_labels)
+    ses = _check_labels(w.columns, "SE names (columns)", cell_type, owner, coerce_labels)
     try:
         values = np.array(w.to_numpy(dtype=np.float64), dtype=np.float64, order="C", copy=True)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"weights[{cell_type!r}] must hold numbers: {exc}") from None
+        raise TypeError(f"{owner}[{cell_type!r}] must hold numbers: {exc}") from None
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise ValueError(
-            f"weights[{cell_type!r}] holds {int(bad.sum())} non-finite value(s), first at "
+            f"{owner}[{cell_type!r}] holds {int(bad.sum())} non-finite value(s), first at "
             f"feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
     neg = values < 0
     if neg.any():
         i, j = np.argwhere(neg)[0]
         raise ValueError(
-            f"weights[{cell_type!r}] holds {int(neg.sum())} negative value(s) (NMF weights are >= 0), "
+            f"{owner}[{cell_type!r}] holds {int(neg.sum())} negative value(s) (NMF weights are >= 0), "
             f"first at feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
     values.setflags(write=False)
