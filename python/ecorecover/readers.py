@@ -289,12 +289,16 @@ def _read_10x_mtx(d: Path, *, gex_only: bool, var_names: str) -> Any:
     if feats is None or bars is None:
         missing = [n for n, f in (("features.tsv[.gz] or genes.tsv[.gz]", feats), ("barcodes.tsv[.gz]", bars)) if f is None]
         raise InputFileError(d, f"10x matrix directory lacks {' and '.join(missing)}")
+    import inspect
+
+    # scipy >= 1.15 warns unless told which sparse type to return.
+    kw = {"spmatrix": True} if "spmatrix" in inspect.signature(mmread).parameters else {}
     try:
         if mtx.name.endswith(".gz"):
             with gzip.open(mtx, "rb") as fh:
-                m = mmread(fh)
+                m = mmread(fh, **kw)
         else:
-            m = mmread(mtx)
+            m = mmread(mtx, **kw)
     except Exception as exc:  # scipy raises many kinds on garbled input
         raise InputFileError(mtx, f"cannot read it as a Matrix Market file: {_one_line(exc)}") from exc
     x = sp.csr_matrix(sp.coo_matrix(m).T)
