@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::longdouble::ld_sum;
+use crate::preprocess::scaled;
 use crate::sparse::Compressed;
 use crate::EPS;
 
@@ -53,19 +54,6 @@ pub struct Scaling<'a> {
     pub mean: &'a [f64],
     pub sd: &'a [f64],
     pub scale_max: f64,
-}
-
-/// ScaleData's value: `(x - mean) / sd`, NaN -> 0, values above `scale_max` set to it.
-#[inline]
-pub fn scaled(x: f64, mean: f64, sd: f64, scale_max: f64) -> f64 {
-    let z = (x - mean) / sd;
-    if z.is_nan() {
-        0.0
-    } else if z > scale_max {
-        scale_max
-    } else {
-        z
-    }
 }
 
 /// The model seen per gene: W's row of the gene's positive and negative feature (`g x k`,

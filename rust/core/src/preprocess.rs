@@ -158,8 +158,9 @@ fn gene_moments(nz: &[f64], n: usize, dense: Option<&[f64]>, method: ScaleMethod
     }
 }
 
+/// ScaleData's value: `(x - mean) / sd`, NaN -> 0, values above `scale_max` set to it.
 #[inline]
-fn scaled(x: f64, mean: f64, sd: f64, scale_max: f64) -> f64 {
+pub fn scaled(x: f64, mean: f64, sd: f64, scale_max: f64) -> f64 {
     let z = (x - mean) / sd;
     if z.is_nan() {
         0.0

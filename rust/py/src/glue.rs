@@ -43,6 +43,11 @@ where
     }
 }
 
+/// A contiguous 1-d numpy array as a slice, or a `ValueError` naming the argument.
+pub fn slice<'a, T: numpy::Element>(a: &'a numpy::PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a contiguous 1-d array")))
+}
+
 /// Versions and build facts for bug reports.
 #[pyfunction]
 pub fn build_info() -> Vec<(String, String)> {

@@ -6,7 +6,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::glue::enter;
+use crate::glue::{enter, slice};
 
 fn method(name: &str) -> PyResult<ScaleMethod> {
     match name {
@@ -14,10 +14,6 @@ fn method(name: &str) -> PyResult<ScaleMethod> {
         "dense" => Ok(ScaleMethod::Dense),
         other => Err(PyValueError::new_err(format!("method must be 'sparse' or 'dense', got {other:?}"))),
     }
-}
-
-fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a contiguous 1-d array")))
 }
 
 #[pyfunction]
