@@ -138,7 +138,13 @@ impl Work {
             hess: vec![0.0; k * k],
             step: vec![0.0; k],
             hn: vec![0.0; k],
-            qp: QpWork { free: vec![false; k], idx: Vec::with_capacity(k), rhs: vec![0.0; k], sol: vec![0.0; k], chol: vec![0.0; k * k] },
+            qp: QpWork {
+                free: vec![false; k],
+                idx: Vec::with_capacity(k),
+                rhs: vec![0.0; k],
+                sol: vec![0.0; k],
+                chol: vec![0.0; k * k],
+            },
         }
     }
 }
@@ -175,7 +181,15 @@ fn objective(d: &[f64], h: &[f64], v: &[f64], y: &[f64]) -> f64 {
 /// Cholesky of the sub-matrix of `hess` (k x k) on the indices `idx`, with `ridge` added to
 /// its diagonal; solves `H_PP s = rhs_P` into `out` (indexed like `idx`). False when not
 /// positive definite.
-fn chol_solve(hess: &[f64], chol: &mut [f64], idx: &[usize], k: usize, ridge: f64, rhs: &[f64], out: &mut [f64]) -> bool {
+fn chol_solve(
+    hess: &[f64],
+    chol: &mut [f64],
+    idx: &[usize],
+    k: usize,
+    ridge: f64,
+    rhs: &[f64],
+    out: &mut [f64],
+) -> bool {
     let m = idx.len();
     for i in 0..m {
         for j in 0..=i {
@@ -420,7 +434,11 @@ pub fn solve_cells(
     }
     if let Some(s) = &scaling {
         if s.mean.len() != g || s.sd.len() != g {
-            return Err(CoreError::Shape(format!("mean/sd have {}/{} entries for {g} genes", s.mean.len(), s.sd.len())));
+            return Err(CoreError::Shape(format!(
+                "mean/sd have {}/{} entries for {g} genes",
+                s.mean.len(),
+                s.sd.len()
+            )));
         }
     }
     if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
@@ -497,14 +515,10 @@ pub fn sum_to_one_rows(h: ArrayView2<f64>) -> Array2<f64> {
     if k == 0 {
         return out;
     }
-    out.as_slice_mut()
-        .expect("owned arrays are contiguous")
-        .par_chunks_mut(k)
-        .with_min_len(256)
-        .for_each(|row| {
-            let s = ld_sum(row.iter().copied()).to_f64();
-            row.iter_mut().for_each(|v| *v /= s);
-        });
+    out.as_slice_mut().expect("owned arrays are contiguous").par_chunks_mut(k).with_min_len(256).for_each(|row| {
+        let s = ld_sum(row.iter().copied()).to_f64();
+        row.iter_mut().for_each(|v| *v /= s);
+    });
     debug_assert_eq!(out.nrows(), n);
     out
 }

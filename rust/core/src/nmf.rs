@@ -203,7 +203,15 @@ fn blocks(nz: &Nonzeros, n_units: usize) -> Vec<Block> {
 /// `(F x)_t` summed over `a` in order and a term with `(F x)_t = 0` contributing 0.
 /// `f` is row-major (t x k); `x` holds the block's factor columns lane-wise (`x[a][lane]`).
 #[inline(always)]
-fn block_steps(b: &Block, f: &[f64], k: usize, denom: &[f64], x: &mut [[f64; LANES]], iters: usize, scratch: &mut Vec<[f64; LANES]>) {
+fn block_steps(
+    b: &Block,
+    f: &[f64],
+    k: usize,
+    denom: &[f64],
+    x: &mut [[f64; LANES]],
+    iters: usize,
+    scratch: &mut Vec<[f64; LANES]>,
+) {
     // Gather the fixed factor's rows lane-wise once for all `iters` steps: wt[t * k + a][l]
     // is F[idx[t][l], a]. The block then streams from cache without index arithmetic.
     let len = b.idx.len();
@@ -247,12 +255,28 @@ fn block_steps(b: &Block, f: &[f64], k: usize, denom: &[f64], x: &mut [[f64; LAN
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn block_steps_avx2(b: &Block, f: &[f64], k: usize, denom: &[f64], x: &mut [[f64; LANES]], iters: usize, scratch: &mut Vec<[f64; LANES]>) {
+unsafe fn block_steps_avx2(
+    b: &Block,
+    f: &[f64],
+    k: usize,
+    denom: &[f64],
+    x: &mut [[f64; LANES]],
+    iters: usize,
+    scratch: &mut Vec<[f64; LANES]>,
+) {
     // Same code compiled for AVX2 (no FMA: a fused multiply-add would change the bits).
     block_steps(b, f, k, denom, x, iters, scratch)
 }
 
-fn block_steps_dispatch(b: &Block, f: &[f64], k: usize, denom: &[f64], x: &mut [[f64; LANES]], iters: usize, scratch: &mut Vec<[f64; LANES]>) {
+fn block_steps_dispatch(
+    b: &Block,
+    f: &[f64],
+    k: usize,
+    denom: &[f64],
+    x: &mut [[f64; LANES]],
+    iters: usize,
+    scratch: &mut Vec<[f64; LANES]>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -305,19 +329,16 @@ where
     while it < rule.max_iter {
         let block = (every - it % every).min(rule.max_iter - it);
         let end = it + block;
-        blocks.par_iter().zip(xb.par_iter_mut()).for_each_init(
-            Vec::new,
-            |scratch, (b, xv)| {
-                block_steps_dispatch(b, f, k, denom, xv, block, scratch);
-                if end % every == 0 {
-                    for v in xv.iter_mut().flat_map(|r| r.iter_mut()) {
-                        if *v < EPS {
-                            *v = EPS;
-                        }
+        blocks.par_iter().zip(xb.par_iter_mut()).for_each_init(Vec::new, |scratch, (b, xv)| {
+            block_steps_dispatch(b, f, k, denom, xv, block, scratch);
+            if end % every == 0 {
+                for v in xv.iter_mut().flat_map(|r| r.iter_mut()) {
+                    if *v < EPS {
+                        *v = EPS;
                     }
                 }
-            },
-        );
+            }
+        });
         it = end;
         if it % every == 0 {
             for (b, xv) in blocks.iter().zip(&xb) {
@@ -343,7 +364,12 @@ where
 }
 
 /// H-step with W fixed: returns (H, iterations). V is m x n, W m x k, H0 k x n.
-pub fn update_h(v: ArrayView2<f64>, w: ArrayView2<f64>, h0: ArrayView2<f64>, rule: &StopRule) -> Result<(Array2<f64>, usize)> {
+pub fn update_h(
+    v: ArrayView2<f64>,
+    w: ArrayView2<f64>,
+    h0: ArrayView2<f64>,
+    rule: &StopRule,
+) -> Result<(Array2<f64>, usize)> {
     check_shapes(&v, &w, &h0)?;
     let (m, n) = v.dim();
     let k = w.ncols();
@@ -365,7 +391,12 @@ pub fn update_h(v: ArrayView2<f64>, w: ArrayView2<f64>, h0: ArrayView2<f64>, rul
 /// W-step with H fixed: returns (W, iterations). V is m x n, W0 m x k, H k x n. The
 /// connectivity rule looks at the fixed H, so it stops after `every * (stationary + 2)`
 /// iterations (420 with NMF's defaults).
-pub fn update_w(v: ArrayView2<f64>, w0: ArrayView2<f64>, h: ArrayView2<f64>, rule: &StopRule) -> Result<(Array2<f64>, usize)> {
+pub fn update_w(
+    v: ArrayView2<f64>,
+    w0: ArrayView2<f64>,
+    h: ArrayView2<f64>,
+    rule: &StopRule,
+) -> Result<(Array2<f64>, usize)> {
     check_shapes(&v, &w0, &h)?;
     let (m, n) = v.dim();
     let k = w0.ncols();

@@ -30,10 +30,7 @@ pub enum ScaleMethod {
 
 fn check_finite(values: &[f64], what: &str) -> Result<()> {
     if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
-        return Err(CoreError::NonFinite(format!(
-            "{what} holds {} at stored position {pos}",
-            values[pos]
-        )));
+        return Err(CoreError::NonFinite(format!("{what} holds {} at stored position {pos}", values[pos])));
     }
     Ok(())
 }
@@ -72,14 +69,12 @@ pub fn log_normalize_dense(x: ArrayView2<f64>, scale_factor: f64) -> Result<Arra
         )));
     }
     let mut out = Array2::<f64>::zeros(x.raw_dim());
-    Zip::from(out.axis_iter_mut(Axis(0)))
-        .and(x.axis_iter(Axis(0)))
-        .par_for_each(|mut o, row| {
-            let total = row.iter().fold(0.0, |s, &v| s + v);
-            for (o, &c) in o.iter_mut().zip(row.iter()) {
-                *o = lognorm_value(c, total, scale_factor);
-            }
-        });
+    Zip::from(out.axis_iter_mut(Axis(0))).and(x.axis_iter(Axis(0))).par_for_each(|mut o, row| {
+        let total = row.iter().fold(0.0, |s, &v| s + v);
+        for (o, &c) in o.iter_mut().zip(row.iter()) {
+            *o = lognorm_value(c, total, scale_factor);
+        }
+    });
     Ok(out)
 }
 
@@ -179,17 +174,15 @@ pub fn scale_dense(x: ArrayView2<f64>, method: ScaleMethod, scale_max: f64) -> R
     }
     let (n, g) = x.dim();
     let mut out = Array2::<f64>::zeros((n, g).f());
-    Zip::from(out.axis_iter_mut(Axis(1)))
-        .and(x.axis_iter(Axis(1)))
-        .par_for_each(|mut o, col| {
-            let all: Vec<f64> = col.iter().copied().collect();
-            let nz: Vec<f64> = all.iter().copied().filter(|&v| v != 0.0).collect();
-            let (mean, var) = gene_moments(&nz, n, Some(&all), method);
-            let sd = var.sqrt();
-            for (o, &v) in o.iter_mut().zip(all.iter()) {
-                *o = scaled(v, mean, sd, scale_max);
-            }
-        });
+    Zip::from(out.axis_iter_mut(Axis(1))).and(x.axis_iter(Axis(1))).par_for_each(|mut o, col| {
+        let all: Vec<f64> = col.iter().copied().collect();
+        let nz: Vec<f64> = all.iter().copied().filter(|&v| v != 0.0).collect();
+        let (mean, var) = gene_moments(&nz, n, Some(&all), method);
+        let sd = var.sqrt();
+        for (o, &v) in o.iter_mut().zip(all.iter()) {
+            *o = scaled(v, mean, sd, scale_max);
+        }
+    });
     Ok(out)
 }
 
@@ -199,22 +192,19 @@ pub fn scale_csc(x: &Compressed, method: ScaleMethod, scale_max: f64) -> Result<
     check_finite(x.data, "the matrix to scale")?;
     let n = x.n_minor;
     let mut out = Array2::<f64>::zeros((n, x.n_major).f());
-    out.axis_iter_mut(Axis(1))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(gi, mut o)| {
-            let (idx, vals) = x.slice(gi);
-            let mut dense_col = vec![0.0; n];
-            for (&c, &v) in idx.iter().zip(vals) {
-                dense_col[c as usize] = v;
-            }
-            let nz: Vec<f64> = vals.iter().copied().filter(|&v| v != 0.0).collect();
-            let (mean, var) = gene_moments(&nz, n, Some(&dense_col), method);
-            let sd = var.sqrt();
-            for (o, &v) in o.iter_mut().zip(dense_col.iter()) {
-                *o = scaled(v, mean, sd, scale_max);
-            }
-        });
+    out.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(gi, mut o)| {
+        let (idx, vals) = x.slice(gi);
+        let mut dense_col = vec![0.0; n];
+        for (&c, &v) in idx.iter().zip(vals) {
+            dense_col[c as usize] = v;
+        }
+        let nz: Vec<f64> = vals.iter().copied().filter(|&v| v != 0.0).collect();
+        let (mean, var) = gene_moments(&nz, n, Some(&dense_col), method);
+        let sd = var.sqrt();
+        for (o, &v) in o.iter_mut().zip(dense_col.iter()) {
+            *o = scaled(v, mean, sd, scale_max);
+        }
+    });
     Ok(out)
 }
 

@@ -91,9 +91,7 @@ impl RRandom {
     /// R's `runif(n, min, max)`.
     pub fn runif(&mut self, n: usize, min: f64, max: f64) -> Result<Vec<f64>> {
         if !min.is_finite() || !max.is_finite() || max < min {
-            return Err(CoreError::InvalidArgument(format!(
-                "runif needs finite min <= max, got min={min}, max={max}"
-            )));
+            return Err(CoreError::InvalidArgument(format!("runif needs finite min <= max, got min={min}, max={max}")));
         }
         if min == max {
             return Ok(vec![min; n]);

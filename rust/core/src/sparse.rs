@@ -18,13 +18,7 @@ pub struct Compressed<'a> {
 
 impl<'a> Compressed<'a> {
     /// Check the structure; indices must be in range (sortedness is not required).
-    pub fn new(
-        indptr: &'a [i64],
-        indices: &'a [i64],
-        data: &'a [f64],
-        n_major: usize,
-        n_minor: usize,
-    ) -> Result<Self> {
+    pub fn new(indptr: &'a [i64], indices: &'a [i64], data: &'a [f64], n_major: usize, n_minor: usize) -> Result<Self> {
         if indptr.len() != n_major + 1 {
             return Err(CoreError::Shape(format!(
                 "indptr has {} entries, expected {} (major dimension + 1)",
@@ -40,17 +34,13 @@ impl<'a> Compressed<'a> {
             )));
         }
         if indptr[0] != 0 || indptr[n_major] as usize != data.len() {
-            return Err(CoreError::Shape(
-                "indptr must start at 0 and end at the number of stored entries".into(),
-            ));
+            return Err(CoreError::Shape("indptr must start at 0 and end at the number of stored entries".into()));
         }
         if indptr.windows(2).any(|w| w[1] < w[0]) {
             return Err(CoreError::InvalidArgument("indptr must be non-decreasing".into()));
         }
         if let Some(&bad) = indices.iter().find(|&&j| j < 0 || j as usize >= n_minor) {
-            return Err(CoreError::Shape(format!(
-                "index {bad} out of range for a minor dimension of {n_minor}"
-            )));
+            return Err(CoreError::Shape(format!("index {bad} out of range for a minor dimension of {n_minor}")));
         }
         Ok(Compressed { indptr, indices, data, n_major, n_minor })
     }

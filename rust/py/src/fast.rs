@@ -53,7 +53,11 @@ fn solve_h_fast<'py>(
 /// Each row (cell) divided by its sum accumulated in x87 long double (R's colSums on H).
 #[pyfunction]
 #[pyo3(signature = (h, n_threads=None))]
-fn sum_to_one_rows<'py>(py: Python<'py>, h: PyReadonlyArray2<'py, f64>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn sum_to_one_rows<'py>(
+    py: Python<'py>,
+    h: PyReadonlyArray2<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let h = h.as_array();
     Ok(enter(py, n_threads, || Ok(fast::sum_to_one_rows(h)))?.into_pyarray(py))
 }

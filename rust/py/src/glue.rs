@@ -36,9 +36,7 @@ where
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!(
-                "internal error in ecorecover's core (please report it): {msg}"
-            )))
+            Err(PyRuntimeError::new_err(format!("internal error in ecorecover's core (please report it): {msg}")))
         }
     }
 }

@@ -18,7 +18,12 @@ fn method(name: &str) -> PyResult<ScaleMethod> {
 
 #[pyfunction]
 #[pyo3(signature = (x, scale_factor=10000.0, n_threads=None))]
-fn log_normalize_dense<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, scale_factor: f64, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn log_normalize_dense<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    scale_factor: f64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let x = x.as_array();
     Ok(enter(py, n_threads, || preprocess::log_normalize_dense(x, scale_factor))?.into_pyarray(py))
 }
@@ -41,14 +46,24 @@ fn log_normalize_compressed<'py>(
     let (p, i, d) = (slice(&indptr, "indptr")?, slice(&indices, "indices")?, slice(&data, "data")?);
     let out = enter(py, n_threads, || {
         let c = Compressed::new(p, i, d, n_major, n_minor)?;
-        if csr { preprocess::log_normalize_csr(&c, scale_factor) } else { preprocess::log_normalize_csc(&c, scale_factor) }
+        if csr {
+            preprocess::log_normalize_csr(&c, scale_factor)
+        } else {
+            preprocess::log_normalize_csc(&c, scale_factor)
+        }
     })?;
     Ok(out.into_pyarray(py))
 }
 
 #[pyfunction]
 #[pyo3(signature = (x, method="sparse", scale_max=10.0, n_threads=None))]
-fn scale_dense<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, method: &str, scale_max: f64, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn scale_dense<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    method: &str,
+    scale_max: f64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let m = self::method(method)?;
     let x = x.as_array();
     Ok(enter(py, n_threads, || preprocess::scale_dense(x, m, scale_max))?.into_pyarray(py))
