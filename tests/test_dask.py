@@ -145,7 +145,7 @@ def test_exact_recovery_of_a_dask_backed_dataset(client, data, models, stores, l
     got = _quiet(recover, lazy, models, client=client)
     _same_bytes(got, local_exact)
     assert lazy.obsm["SE_scores"].to_numpy().tobytes() == local_exact.iloc[:, 4:].to_numpy().tobytes()
-    runs_d, runs_l = got.attrs["ecorecover"]["runs"], local_exact.attrs["ecorecover"]["runs"]
+    runs_d, runs_l = pd.DataFrame(got.attrs["ecorecover"]["runs"]), pd.DataFrame(local_exact.attrs["ecorecover"]["runs"])
     pd.testing.assert_frame_equal(runs_d, runs_l)  # same runs, same iteration counts
     # The per-gene means and sds (sequential sums in cell order) are bit-identical although
     # the dask sums were folded block by block over 8 blocks read in parallel ...

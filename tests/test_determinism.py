@@ -134,7 +134,7 @@ def test_fixture_is_not_trivial(data, model_1) -> None:
     assert len(model_1) == 3 and len(model_1.runs) == 2
     assert all(model_1[ct].shape[0] > 20 for ct in model_1)
     res = D["recover_table"](data, model_1, "exact", 1)
-    assert res.attrs["ecorecover"]["runs"]["run"].max() >= 2  # cells_per_run splits each type
+    assert pd.DataFrame(res.attrs["ecorecover"]["runs"])["run"].max() >= 2  # cells_per_run splits each type
     assert (res["PredScore"] > 0).mean() > 0.8
 
 

@@ -58,7 +58,7 @@ def test_fast_agrees_with_exact_train_models(adata):
     assert np.allclose(s[~unscored.to_numpy()].sum(axis=1), 1.0, atol=1e-12)
     assert np.median(np.abs(s - scores.to_numpy())[~unscored.to_numpy()]) < 1e-4
     assert res.attrs["ecorecover"]["params"]["mode"] == "fast"
-    assert res.attrs["ecorecover"]["runs"]["n_iter"].max() < 50  # Newton/SQP steps per cell
+    assert pd.DataFrame(res.attrs["ecorecover"]["runs"])["n_iter"].max() < 50  # Newton/SQP steps per cell
 
 
 def test_fast_agrees_with_exact_published_models(adata, published_models_dir):

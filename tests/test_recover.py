@@ -78,7 +78,7 @@ def test_recoverse_train_models_parity(exact_train):
 def test_recoverse_runs_match_r(exact_train):
     res, _, _ = exact_train
     runs = read_table("recover/recoverse_train_models/runs.tsv")
-    mine = res.attrs["ecorecover"]["runs"]
+    mine = pd.DataFrame(res.attrs["ecorecover"]["runs"])
     assert list(mine["CellType"]) == list(runs["CellType"])
     for col in ["n_cells", "first_cell", "last_cell", "n_features"]:
         assert list(mine[col]) == list(runs[col]), col
@@ -146,7 +146,7 @@ def test_recoverse_dataframe_input_matches(data, train_models):
     dc = res.index[res["CellType"] == "DC"]
     assert (res.loc[dc, "InitSE"] == ref.loc[dc, "InitSE"]).all()
     assert max_abs_diff(res.loc[dc, train_models["DC"].columns], scores.loc[dc, train_models["DC"].columns]) == 0.0
-    assert res.attrs["ecorecover"]["runs"]["n_iter"].tolist() == [760]
+    assert pd.DataFrame(res.attrs["ecorecover"]["runs"])["n_iter"].tolist() == [760]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_recoverse_published_explicit_ws(published_exact):
     assert max_abs_diff(res["PredScore"], ref["PredScore"]) == 0.0
     assert max_abs_diff(res[scores.columns], scores) == 0.0
     runs = read_table("recover/recoverse_published_models/runs.tsv")
-    mine = res.attrs["ecorecover"]["runs"]
+    mine = pd.DataFrame(res.attrs["ecorecover"]["runs"])
     assert list(mine["n_iter"]) == list(runs["niter"]) and list(mine["n_features"]) == list(runs["n_features"])
 
 
@@ -257,7 +257,7 @@ def test_results_do_not_depend_on_threads(small, train_models):
     r1 = _quiet_recover(a.copy(), {"DC": train_models["DC"]}, cells_per_run=40, n_jobs=1)
     r2 = _quiet_recover(a.copy(), {"DC": train_models["DC"]}, cells_per_run=40, n_jobs=3)
     pd.testing.assert_frame_equal(r1, r2)
-    assert list(r1.attrs["ecorecover"]["runs"]["n_cells"]) == [31, 31, 31, 30]  # ceil(123 / 40) = 4 runs, the first 123 mod 4 get one more
+    assert list(pd.DataFrame(r1.attrs["ecorecover"]["runs"])["n_cells"]) == [31, 31, 31, 30]  # ceil(123 / 40) = 4 runs, the first 123 mod 4 get one more
 
 
 def test_dense_csc_and_backed_inputs_agree(small, train_models, tmp_path):
@@ -387,3 +387,13 @@ def test_results_survive_h5ad_and_series_labels(small, train_models, tmp_path):
     assert np.array_equal(back.obsm["rec_scores"].to_numpy(), ref[ref.columns[4:]].to_numpy())
     assert back.uns["rec"]["unscored"]["no_model"] == 7
     assert int(back.uns["rec"]["runs"]["n_iter"].iloc[0]) == 760
+
+
+def test_results_print_and_concatenate(exact_train):
+    """attrs hold plain data, so pandas can compare them when it concatenates (repr does)."""
+    res = exact_train[0]
+    assert "CellType" in repr(res) and "rows x" in repr(res)
+    both = pd.concat([res, res])
+    assert len(both) == 2 * len(res)
+    runs = pd.DataFrame(res.attrs["ecorecover"]["runs"])
+    assert list(runs.columns[:3]) == ["CellType", "run", "n_cells"]

@@ -1139,7 +1139,10 @@ def recover(
         info["ecorecover_version"] = version("ecorecover")
     except Exception:  # pragma: no cover
         info["ecorecover_version"] = "unknown"
-    out.attrs["ecorecover"] = info
+    # DataFrame.attrs must stay plain data: pandas compares attrs with == when it concatenates
+    # frames (e.g. in repr), which a DataFrame value would make ambiguous. The runs table goes
+    # there as records; uns keeps the DataFrame.
+    out.attrs["ecorecover"] = {**info, "runs": runs_df.to_dict("records")}
     if inp.adata is None:
         return out
     target = inp.adata.copy() if copy else inp.adata
