@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
@@ -84,8 +85,9 @@ def phase_eco_recover(args: dict[str, Any]) -> dict[str, Any]:
                       mode=args["mode"], progress=False)
         wall, cpu = time.perf_counter() - t0, C.cpu_seconds() - c0
     info = out.attrs.get("ecorecover", {})
-    runs = info.get("runs")
-    runs_list = runs[["CellType", "run", "n_cells", "n_features", "n_iter"]].to_dict("records") if runs is not None else []
+    runs = pd.DataFrame(info.get("runs") or [])
+    cols = ["CellType", "run", "n_cells", "n_features", "n_iter"]
+    runs_list = runs[cols].to_dict("records") if len(runs) else []
     k = {ct: int(model[ct].shape[1]) for ct in model.cell_types}
     _save_calls(args["calls_out"], out.index, out["SE"].to_numpy(), out["InitSE"].to_numpy(), out["PredScore"].to_numpy())
     return {
