@@ -958,32 +958,15 @@ def train(
     return _train(adata, **kwargs)[0]
 
 
-def _train(
-    adata: Any,
-    *,
-    celltype_key: str,
-    se_key: str,
-    sample_key: str | None,
-    n_features: int,
-    n_features_per_se: int | None,
-    min_cells: int,
-    downsample: int | None,
-    balance_samples: bool,
-    scale: bool,
-    seed: int,
-    n_runs: int,
-    n_jobs: int | None,
-    progress: bool,
-    meta: pd.DataFrame | None,
-    client: Any = None,
-) -> tuple[RecoveryModel, _Plan]:
-    """:func:`train`, also returning its :class:`_Plan` (selected cells/genes, for tests)."""
-    plan = _plan(
-        adata, celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features,
-        n_features_per_se=n_features_per_se, min_cells=min_cells, downsample=downsample,
-        balance_samples=balance_samples, scale=scale, seed=seed, n_runs=n_runs, n_jobs=n_jobs,
-        progress=progress, meta=meta, client=client,
-    )
+def _train(adata: Any, **options: Any) -> tuple[RecoveryModel, _Plan]:
+    """:func:`train` (same keyword options, forwarded to :func:`_plan`), also returning its
+    :class:`_Plan` (selected cells/genes, for tests)."""
+    plan = _plan(adata, **options)
+    o = dict(options)
+    celltype_key, se_key, sample_key = o["celltype_key"], o["se_key"], o["sample_key"]
+    n_features, n_features_per_se, min_cells = o["n_features"], o["n_features_per_se"], o["min_cells"]
+    downsample, balance_samples, scale = o["downsample"], o["balance_samples"], o["scale"]
+    seed, n_runs, n_jobs = o["seed"], o["n_runs"], o["n_jobs"]
     base = {
         "method": "ecorecover.train (R SpatialEcoTyper NMFGenerateWList)",
         "celltype_key": celltype_key, "se_key": se_key, "sample_key": sample_key,
