@@ -550,6 +550,89 @@ def _draw_rows(
     return rows, rng
 
 
+@dataclass
+class _Layout:
+    """One cell type, one seed, up to the initial W: the cells R keeps and the features of V."""
+
+    cells: np.ndarray                # global indices of the cells used, R's order
+    rng: RRandom | None              # the generator after R's set.seed + draws (None: R drew nothing)
+    reason: str = ""                 # why there is no model ("" when there is one)
+    rows: np.ndarray | None = None   # rows of prep.z used, R's order
+    ses: list[str] = field(default_factory=list)
+    codes: np.ndarray | None = None  # SE column of each kept cell (-1: its SE was dropped)
+    fgene: np.ndarray | None = None  # gene index of each feature of V
+    fneg: np.ndarray | None = None   # feature is a __neg half
+    feats: list[str] = field(default_factory=list)
+
+    @property
+    def w0_size(self) -> int:
+        """Uniforms R draws for this cell type's W0 (``runif(m * k)``; 0 without a model)."""
+        return 0 if self.reason else int(self.fgene.size) * len(self.ses)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Where R's random stream stands when a cell type's ``NMFGenerateW`` draws W0 while no
+    ``set.seed`` happened inside that cell type: ``set.seed(seed)``, then (``draws``: block
+    sizes and draw options of an earlier cell type) that cell type's balancing/downsampling
+    draws, then ``skip`` uniforms (the W0s of the cell types trained since). Small and
+    picklable, so Dask tasks rebuild the generator themselves."""
+
+    seed: int
+    skip: int = 0
+    draws: tuple[tuple[int, ...], tuple[tuple[str, Any], ...]] | None = None
+
+    def generator(self) -> RRandom:
+        if self.draws is None:
+            g = RRandom(self.seed)
+        else:
+            g = _draw_rows(self.draws[0], seed=self.seed, **dict(self.draws[1]))[1]
+        g.runif(self.skip)
+        return g
+
+
+def _layout(
+    prep: _Prepared, *, seed: int, balance: bool, downsample: int | None, min_cells: int, with_samples: bool
+) -> _Layout:
+    """R's draws, SE membership (SEs in order of first appearance, those with more than 2 of
+    the kept cells) and the posneg features for one cell type and seed."""
+    rows, rng = _draw_rows(
+        prep.block_sizes, seed=seed, balance=balance, downsample=downsample,
+        min_cells=min_cells, with_samples=with_samples,
+    )
+    cells = prep.cells[rows]
+    labels, first, inverse, counts = np.unique(prep.se[rows], return_index=True, return_inverse=True, return_counts=True)
+    by_first = np.argsort(first, kind="stable")  # SEs in order of first appearance
+    kept = [int(i) for i in by_first if counts[i] > _MIN_SE_CELLS]
+    if len(kept) < 2:
+        return _Layout(cells, rng, f"fewer than 2 SEs with more than {_MIN_SE_CELLS} of the {rows.size} cells kept")
+    code_of_label = np.full(labels.size, -1, dtype=np.int64)
+    code_of_label[kept] = np.arange(len(kept))
+    z = prep.z[rows]  # cells in R's order x genes
+    fgene, fneg, feats = _posneg_layout(z.min(axis=0), z.max(axis=0), prep.genes, has_neg=bool((z < 0).any()))
+    if fgene.size == 0:
+        return _Layout(cells, rng, "no feature varies over the kept cells")
+    return _Layout(cells, rng, "", rows, [str(labels[i]) for i in kept], code_of_label[inverse.ravel()], fgene, fneg, feats)
+
+
+def _session_streams(
+    prepared: dict[str, _Prepared], *, seed: int, session_seed: int, draw_kw: dict[str, Any]
+) -> dict[str, _Stream]:
+    """Per cell type (in R's order, as R's ``ncores = 1`` loop trains them), the state of R's
+    session stream after ``set.seed(session_seed)`` when its W0 is drawn: a cell type whose
+    balancing or downsampling called ``set.seed(seed)`` restarts the stream there, and every
+    cell type that reaches ``NMFGenerateW`` consumes ``m * k`` uniforms for its W0."""
+    stream = _Stream(session_seed)
+    out: dict[str, _Stream] = {}
+    for c, p in prepared.items():
+        lay = _layout(p, seed=seed, **draw_kw)
+        if lay.rng is not None:
+            stream = _Stream(seed, 0, (tuple(int(b) for b in p.block_sizes), tuple(sorted(draw_kw.items()))))
+        out[c] = stream
+        stream = _Stream(stream.seed, stream.skip + lay.w0_size, stream.draws)
+    return out
+
+
 def _run(
     prep: _Prepared,
     *,
@@ -559,36 +642,27 @@ def _run(
     min_cells: int,
     with_samples: bool,
     n_features_per_se: int | None,
+    stream: _Stream | None = None,
 ) -> _RunResult:
-    """One cell type, one seed: draws, posneg, membership, W, feature selection."""
-    rows, rng = _draw_rows(
-        prep.block_sizes, seed=seed, balance=balance, downsample=downsample,
-        min_cells=min_cells, with_samples=with_samples,
-    )
-    cells = prep.cells[rows]
-    se = prep.se[rows]
-    labels, first, inverse, counts = np.unique(se, return_index=True, return_inverse=True, return_counts=True)
-    by_first = np.argsort(first, kind="stable")  # SEs in order of first appearance
-    kept = [int(i) for i in by_first if counts[i] > _MIN_SE_CELLS]
-    if len(kept) < 2:
-        return _RunResult(None, cells, f"fewer than 2 SEs with more than {_MIN_SE_CELLS} of the {rows.size} cells kept")
-    ses = [str(labels[i]) for i in kept]
-    code_of_label = np.full(labels.size, -1, dtype=np.int64)
-    code_of_label[kept] = np.arange(len(kept))
-    codes = code_of_label[inverse.ravel()]
-    k = len(ses)
-    z = prep.z[rows]  # cells in R's order x genes
-    fgene, fneg, feats = _posneg_layout(z.min(axis=0), z.max(axis=0), prep.genes, has_neg=bool((z < 0).any()))
-    if fgene.size == 0:
-        return _RunResult(None, cells, "no feature varies over the kept cells")
+    """One cell type, one seed: draws, posneg, membership, W, feature selection. ``stream``:
+    where R's session stream stands for this cell type's W0 when R seeds nothing inside it
+    (None: the stream of ``set.seed(seed)``)."""
+    lay = _layout(prep, seed=seed, balance=balance, downsample=downsample, min_cells=min_cells, with_samples=with_samples)
+    if lay.reason:
+        return _RunResult(None, lay.cells, lay.reason)
+    codes, fgene, fneg, k = lay.codes, lay.fgene, lay.fneg, len(lay.ses)
+    z = prep.z[lay.rows]
     h = np.full((k, codes.size), _EPS)
     member = codes >= 0
     h[codes[member], np.flatnonzero(member)] = 1.0 + _EPS
 
     def w0() -> np.ndarray:
-        # R's initial W: runif(m * k) right after the sampling draws (an unseeded session when
-        # R drew nothing: then any W0 is as good; use the seed's stream).
-        return _w0(rng if rng is not None else RRandom(seed), fgene.size, k)
+        # R's initial W: runif(m * k) right after the sampling draws, or from the session's stream.
+        if lay.rng is not None:
+            gen = lay.rng
+        else:
+            gen = stream.generator() if stream is not None else RRandom(seed)
+        return _w0(gen, fgene.size, k)
 
     if member.all():
         w = _posneg_means(z, codes, k, fgene, fneg)
@@ -599,8 +673,8 @@ def _run(
         v = np.ascontiguousarray(_posneg_columns(z, fgene, fneg).T)
         w, _ = update_w(v, w0(), h, max_iter=_MAX_ITER, n_jobs=1)
         order = _select_and_order_rows(w, fgene, n_features_per_se)
-    frame = pd.DataFrame(w[order], index=pd.Index([feats[i] for i in order], dtype=object), columns=pd.Index(ses, dtype=object))
-    return _RunResult(frame, cells)
+    index = pd.Index([lay.feats[i] for i in order], dtype=object)
+    return _RunResult(pd.DataFrame(w[order], index=index, columns=pd.Index(lay.ses, dtype=object)), lay.cells)
 
 
 def _posneg_layout(
@@ -748,17 +822,16 @@ def _plan(
     progress: bool,
     meta: pd.DataFrame | None,
     client: Any = None,
+    session_seed: int | None = None,
 ) -> _Plan:
     n_features = _check_count(n_features, "n_features")
     n_features_per_se = _check_count(n_features_per_se, "n_features_per_se", allow_none=True)
     min_cells = _check_count(min_cells, "min_cells", minimum=0)
     downsample = _check_count(downsample, "downsample", allow_none=True)
     n_runs = _check_count(n_runs, "n_runs")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-    seed = int(seed)
-    if not -(2**31) < seed or not seed + n_runs - 1 < 2**31:
-        raise ValueError(f"seed .. seed + n_runs - 1 must fit R's 32-bit integer range, got seed={seed}, n_runs={n_runs}")
+    seed = _check_seed(seed, "seed", n_runs)
+    if session_seed is not None:
+        session_seed = _check_seed(session_seed, "session_seed", n_runs)
     pool = _pool_size(n_jobs)
 
     x, cells, genes, obs = _training_input(adata, meta)
@@ -802,7 +875,7 @@ def _plan(
     prepared: dict[str, _Prepared] = {}
     runs: list[dict[str, _RunResult]] = [dict() for _ in seeds]
     with ThreadPoolExecutor(max_workers=pool) as ex:
-        if n_runs == 1 and client is None:
+        if n_runs == 1 and client is None and session_seed is None:
             def both(c: str) -> tuple[_Prepared | str, _RunResult | None]:
                 p = prep(c)
                 return p, (None if isinstance(p, str) else _run(p, seed=seeds[0], **run_kw))
@@ -822,17 +895,45 @@ def _plan(
                 else:
                     prepared[c] = p
 
-            def one_run(s: int) -> dict[str, _RunResult]:
-                return {c: _run(p, seed=s, **run_kw) for c, p in prepared.items()}
+            streams = [_run_streams(prepared, s, None if session_seed is None else session_seed + r, run_kw) for r, s in enumerate(seeds)]
+
+            def one_run(r: int) -> dict[str, _RunResult]:
+                return {c: _run(p, seed=seeds[r], stream=streams[r][c], **run_kw) for c, p in prepared.items()}
 
             if client is not None:  # the (run, cell type) pairs as tasks on a Dask cluster
                 from .dask import _train_runs
 
-                runs = _train_runs(client, prepared, seeds, run_kw, progress) if prepared else runs
+                runs = _train_runs(client, prepared, seeds, run_kw, progress, streams=streams) if prepared else runs
+            elif n_runs == 1:  # session_seed: the streams are known, so the cell types run in parallel
+                names = list(prepared)
+                runs[0] = dict(zip(names, ex.map(lambda c: _run(prepared[c], seed=seeds[0], stream=streams[0][c], **run_kw), names)))
             else:
-                for r, res in enumerate(list(_progress(ex.map(one_run, seeds), total=n_runs, desc="ecorecover.train: runs", enabled=progress))):
+                for r, res in enumerate(list(_progress(ex.map(one_run, range(n_runs)), total=n_runs, desc="ecorecover.train: runs", enabled=progress))):
                     runs[r] = res
     return _Plan(prepared=prepared, runs=runs, seeds=seeds, skipped=skipped, cells=cells, raw_guard_fired=fired)
+
+
+def _check_seed(value: Any, name: str, n_runs: int) -> int:
+    """An R ``set.seed`` value such that ``value + n_runs - 1`` still fits R's 32-bit integers."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not -(2**31) < value or not value + n_runs - 1 < 2**31:
+        raise ValueError(
+            f"{name} .. {name} + n_runs - 1 must fit R's 32-bit integer range, got {name}={value}, n_runs={n_runs}"
+        )
+    return value
+
+
+def _run_streams(
+    prepared: dict[str, _Prepared], seed: int, session_seed: int | None, run_kw: dict[str, Any]
+) -> dict[str, _Stream | None]:
+    """Per cell type, where its W0 comes from when R seeds nothing inside it (None: the stream of
+    ``set.seed(seed)``; with ``session_seed``: R's session stream, see :func:`_session_streams`)."""
+    if session_seed is None:
+        return dict.fromkeys(prepared)
+    draw_kw = {k: run_kw[k] for k in ("balance", "downsample", "min_cells", "with_samples")}
+    return dict(_session_streams(prepared, seed=seed, session_seed=session_seed, draw_kw=draw_kw))
 
 
 def _selection(plan: _Plan, run: int = 0) -> dict[str, dict[str, list[str]]]:
@@ -847,7 +948,7 @@ def _selection(plan: _Plan, run: int = 0) -> dict[str, dict[str, list[str]]]:
 _TRAIN_DEFAULTS: dict[str, Any] = dict(
     celltype_key="CellType", se_key="SE", sample_key=None, n_features=300, n_features_per_se=50,
     min_cells=20, downsample=2500, balance_samples=True, scale=True, seed=2024, n_runs=1,
-    n_jobs=None, progress=True, meta=None,
+    n_jobs=None, progress=True, meta=None, session_seed=None,
 )
 
 
@@ -869,6 +970,7 @@ def train(
     progress: bool = True,
     meta: pd.DataFrame | None = None,
     client: Any = None,
+    session_seed: int | None = None,
 ) -> RecoveryModel:
     """Train cell-type-specific SE recovery models: R SpatialEcoTyper's ``NMFGenerateWList``.
 
@@ -916,6 +1018,17 @@ def train(
         computed as tasks on that Dask cluster (gene selection and scaling, shared by the
         runs, stay in this process). The model is identical to the in-process one. See
         :mod:`ecorecover.dask` (needs ``ecorecover[dask]``).
+    session_seed
+        The ``set.seed`` value R's session had before calling ``NMFGenerateWList``. Where R
+        seeds nothing inside a cell type (no ``sample_key`` with balancing, no downsampling),
+        its initial W is ``runif(m * k)`` from the session's stream, continued across the cell
+        types in R's order (a cell type that seeds for its draws restarts the stream there).
+        With ``session_seed=s`` those draws are reproduced, so ``set.seed(1);
+        NMFGenerateWList(...)`` is ``train(..., session_seed=1)``; run ``r`` of an ensemble
+        uses ``s + r``. ``None`` (default): such a cell type draws its initial W from
+        ``set.seed(seed)``'s stream instead. The initial W only matters where two SEs have
+        exactly equal means of a feature: R's iterations then decide which SE holds the
+        row's maximum, and so whether the gene is selected.
 
     Returns
     -------
@@ -953,7 +1066,7 @@ def train(
         celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features,
         n_features_per_se=n_features_per_se, min_cells=min_cells, downsample=downsample,
         balance_samples=balance_samples, scale=scale, seed=seed, n_runs=n_runs, n_jobs=n_jobs,
-        progress=progress, meta=meta, client=client,
+        progress=progress, meta=meta, client=client, session_seed=session_seed,
     )
     return _train(adata, **kwargs)[0]
 
@@ -974,7 +1087,7 @@ def _train(adata: Any, **options: Any) -> tuple[RecoveryModel, _Plan]:
         "n_features_per_se": None if _is_inf(n_features_per_se) else int(n_features_per_se),
         "min_cells": int(min_cells), "downsample": None if _is_inf(downsample) else int(downsample),
         "balance_samples": bool(balance_samples), "scale": bool(scale), "seed": int(seed),
-        "n_runs": int(n_runs), "seeds": list(plan.seeds), "n_jobs": None if n_jobs is None else int(n_jobs),
+        "n_runs": int(n_runs), "seeds": list(plan.seeds), "session_seed": o.get("session_seed"), "n_jobs": None if n_jobs is None else int(n_jobs),
         "input": {"n_cells": len(plan.cells), "raw_count_guard_fired": plan.raw_guard_fired},
         "selected_genes": {c: list(p.genes) for c, p in plan.prepared.items()},
         "samples": {c: list(p.samples) for c, p in plan.prepared.items()},

@@ -418,19 +418,29 @@ class _DaskEngine(_rec._Engine):
 # Training: the runs of an ensemble as tasks
 
 
-def _train_one(prep: Any, seed: int, run_kw: dict[str, Any]) -> Any:
-    return _tr._run(prep, seed=seed, **run_kw)
+def _train_one(prep: Any, seed: int, run_kw: dict[str, Any], stream: Any = None) -> Any:
+    return _tr._run(prep, seed=seed, stream=stream, **run_kw)
 
 
 def _train_runs(
-    client: Any, prepared: Mapping[str, Any], seeds: list[int], run_kw: dict[str, Any], progress: bool
+    client: Any,
+    prepared: Mapping[str, Any],
+    seeds: list[int],
+    run_kw: dict[str, Any],
+    progress: bool,
+    streams: list[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """``[{cell type: _run(prepared[c], seed=s)} for s in seeds]`` computed on the cluster."""
+    """``[{cell type: _run(prepared[c], seed=s, stream=streams[r][c])} for r, s in enumerate(seeds)]``
+    computed on the cluster (``streams``: where each W0 starts in R's session stream, or None)."""
     distributed = _distributed()
     client = get_client(client)
     names = list(prepared)
     scattered = dict(zip(names, client.scatter([prepared[c] for c in names], hash=False)))
-    futures = [{c: client.submit(_train_one, scattered[c], s, run_kw, pure=False) for c in names} for s in seeds]
+    streams = streams if streams is not None else [dict.fromkeys(names) for _ in seeds]
+    futures = [
+        {c: client.submit(_train_one, scattered[c], s, run_kw, streams[r][c], pure=False) for c in names}
+        for r, s in enumerate(seeds)
+    ]
     if progress:
         from tqdm import tqdm
 
