@@ -34,8 +34,27 @@ impl RRandom {
     fn sample_int<'py>(&mut self, py: Python<'py>, n: f64, k: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
         Ok(self.inner.sample_int(n, k).map_err(to_py)?.into_pyarray(py))
     }
+
+    /// R's `sample.int(n, k, replace = TRUE)` (1-based values, float64).
+    fn sample_int_replace<'py>(&mut self, py: Python<'py>, n: f64, k: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(self.inner.sample_int_replace(n, k).map_err(to_py)?.into_pyarray(py))
+    }
+
+    /// R's `rnorm(n, mean, sd)` (normal.kind "Inversion").
+    #[pyo3(signature = (n, mean=0.0, sd=1.0))]
+    fn rnorm<'py>(&mut self, py: Python<'py>, n: usize, mean: f64, sd: f64) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(self.inner.rnorm(n, mean, sd).map_err(to_py)?.into_pyarray(py))
+    }
+}
+
+/// R's `qnorm(p, mean, sd)` (lower tail, p not logged), elementwise.
+#[pyfunction]
+#[pyo3(signature = (p, mean=0.0, sd=1.0))]
+fn qnorm<'py>(py: Python<'py>, p: Vec<f64>, mean: f64, sd: f64) -> Bound<'py, PyArray1<f64>> {
+    p.iter().map(|&x| ecorecover_core::rng::qnorm(x, mean, sd)).collect::<Vec<f64>>().into_pyarray(py)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<RRandom>()
+    m.add_class::<RRandom>()?;
+    m.add_function(wrap_pyfunction!(qnorm, m)?)
 }
