@@ -1,7 +1,7 @@
 """R's default random number generator, draw for draw.
 
 :class:`RRandom` reproduces ``set.seed(seed)`` followed by ``runif`` / ``sample.int`` /
-``sample`` in one R session (R >= 3.6 defaults: Mersenne-Twister, Inversion, Rejection).
+``sample`` / ``rnorm`` in one R session (R >= 3.6 defaults: Mersenne-Twister, Inversion, Rejection).
 The state carries across calls exactly as in R, so a sequence of calls on one object draws
 what the same sequence of R calls would.
 """
@@ -71,6 +71,22 @@ class RRandom:
                 f"cannot take a sample larger than the population without replacement (k={k} > n={n})"
             )
         return self._gen.sample_int(float(n), k).astype(np.int64)
+
+    def sample_int_replace(self, n: int, k: int) -> np.ndarray:
+        """R's ``sample.int(n, k, replace = TRUE)``: 1-based values (int64), each drawn by
+        ``R_unif_index(n)`` (rejection sampling), as ``sample(x, k, replace = TRUE)`` uses."""
+        n, k = _check_int(n, "n"), _check_int(k, "k")
+        if n < 1 or k < 0:
+            raise ValueError(f"need n >= 1 and k >= 0 to sample with replacement, got n={n}, k={k}")
+        return self._gen.sample_int_replace(float(n), k).astype(np.int64)
+
+    def rnorm(self, n: int, mean: float = 0.0, sd: float = 1.0) -> np.ndarray:
+        """R's ``rnorm(n, mean, sd)`` with ``normal.kind = "Inversion"`` (R's default):
+        ``qnorm`` (AS 241) of a uniform made from two ``unif_rand()`` draws."""
+        n = _check_int(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return self._gen.rnorm(n, float(mean), float(sd))
 
     def sample(self, x: Sequence[T] | np.ndarray, k: int | None = None) -> Any:
         """R's ``sample(x, k)`` for a vector ``x`` of length > 1: ``x[sample.int(length(x), k)]``.
