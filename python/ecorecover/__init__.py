@@ -24,6 +24,8 @@ from .io import apply_published_postprocess, load_published_models, read_r_model
 from .deconvolution import DeconvolutionWarning, deconvolve  # noqa: E402
 from .model import ModelFileError, RecoveryModel, load_model  # noqa: E402
 from .validation import ValidationWarning, loocv, metrics  # noqa: E402
+from .markers import MarkerWarning, marker_expression, read_r_markers  # noqa: E402
+from .pseudobulk import pseudobulks  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -50,6 +52,10 @@ __all__ = [
     "nmf_generate_w",
     "preprocessing",
     "read_r_models",
+    "read_r_markers",
+    "marker_expression",
+    "MarkerWarning",
+    "pseudobulks",
     "rng",
     "show_versions",
     "train",

@@ -1,0 +1,184 @@
+"""Marker gene-set expression per group: R SpatialEcoTyper's ``AverageMarkerExpression``, and a
+reader for gene sets saved by R (``SE_consensus_markers.rds``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ._collate import collate_sorted
+from ._validation import as_float_matrix
+from .preprocessing import looks_like_raw_counts, scale
+
+__all__ = ["MarkerWarning", "marker_expression", "read_r_markers"]
+
+#: The label R's ``RecoverSE`` gives unassigned cells; ``AverageMarkerExpression`` drops it.
+_UNASSIGNED = "NonSE"
+
+
+class MarkerWarning(UserWarning):
+    """A gene set matched no expressed gene (its row is all NaN), or the input looks like raw counts."""
+
+
+def _gene_list(value: Any, name: str, where: str) -> list[str]:
+    """One gene set as a list of strings (R character vector or factor; NA entries dropped)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, pd.Categorical):
+        value = np.asarray(value.astype(object))
+    if not isinstance(value, (np.ndarray, list, tuple, pd.Index, pd.Series)):
+        raise ValueError(f"{where}: gene set {name!r} must be a character vector of gene names, got {type(value).__name__}")
+    arr = np.asarray(value, dtype=object).ravel()
+    if arr.size == 0:
+        return []
+    kept = [v for v in arr if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    bad = [v for v in kept if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{where}: gene set {name!r} must hold gene names (strings), found {bad[:3]!r}")
+    return [str(v) for v in kept]
+
+
+def read_r_markers(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Read gene sets saved by R with ``saveRDS``: a named list of character vectors, e.g. the
+    packaged ``SE_consensus_markers.rds`` of R SpatialEcoTyper (set name -> genes).
+
+    The file is treated as untrusted: anything but a non-empty named list of character vectors
+    (or factors) with unique, non-empty names raises ``ValueError`` naming the problem. ``NA``
+    entries are dropped (in R they match no gene). Needs the ``rdata`` package.
+    """
+    from .io import _import_rdata  # the optional-dependency message lives there
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"gene-set file not found: {p}")
+    rdata = _import_rdata()
+    try:
+        obj = rdata.read_rds(p)
+    except Exception as exc:  # rdata raises assorted errors on bad input
+        raise ValueError(f"cannot read {p} as an R .rds file: {exc}") from None
+    if not isinstance(obj, Mapping):
+        kind = "an unnamed list" if isinstance(obj, list) else f"a {type(obj).__name__}"
+        raise ValueError(f"{p}: expected a named list of character vectors (gene sets), got {kind}")
+    if not obj:
+        raise ValueError(f"{p}: the list of gene sets is empty")
+    names = [str(k) for k in obj]
+    if any(not n for n in names):
+        raise ValueError(f"{p}: every gene set must be named; found an unnamed element")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{p}: duplicated gene-set names {dup}")
+    return {n: _gene_list(v, n, str(p)) for n, v in zip(names, obj.values())}
+
+
+def _check_genesets(genesets: Any) -> dict[str, list[str]]:
+    if isinstance(genesets, (str, os.PathLike)):
+        raise TypeError("genesets must be a mapping name -> genes; read an R .rds with ecorecover.read_r_markers first")
+    if not isinstance(genesets, Mapping):
+        raise TypeError(f"genesets must be a mapping of set name -> list of genes, got {type(genesets).__name__}")
+    if not genesets:
+        raise ValueError("genesets is empty")
+    return {str(k): _gene_list(v, str(k), "genesets") for k, v in genesets.items()}
+
+
+def _expression(adata: Any, layer: str | None) -> Any:
+    if not (hasattr(adata, "obs_names") and hasattr(adata, "var_names")):
+        raise TypeError(f"adata must be an AnnData (cells x genes), got {type(adata).__name__}")
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"layer {layer!r} is not in adata.layers (layers: {list(adata.layers.keys())})")
+    x = as_float_matrix(adata.X if layer is None else adata.layers[layer], "expression", allow_sparse=True)
+    neg = (x.data < 0).any() if sp.issparse(x) else (x < 0).any()
+    if neg:
+        raise ValueError(
+            "marker_expression needs log-normalised expression (non-negative, e.g. "
+            "ecorecover.preprocessing.log_normalize); the matrix holds negative values (scaled data?)"
+        )
+    if looks_like_raw_counts(x):
+        warnings.warn(
+            "the expression looks like raw counts (max > 80); marker_expression expects log-normalised data "
+            "(it averages expm1 of the values)", MarkerWarning, stacklevel=3,
+        )
+    return x
+
+
+def _group_means_expm1(x: Any, labels: np.ndarray, levels: list[str]) -> np.ndarray:
+    """Genes x groups: mean of ``expm1(x)`` over each group's cells (Seurat 4.3 AverageExpression)."""
+    codes = pd.Categorical(labels, categories=levels).codes
+    counts = np.bincount(codes, minlength=len(levels)).astype(np.float64)
+    ind = sp.csr_matrix((1.0 / counts[codes], (codes, np.arange(codes.size))), shape=(len(levels), codes.size))
+    if sp.issparse(x):
+        e = x.copy()
+        e.data = np.expm1(e.data)
+        return np.asarray((ind @ e).todense()).T
+    return np.asarray(ind @ np.expm1(x)).T
+
+
+def marker_expression(
+    adata: Any,
+    *,
+    groupby: str = "SE",
+    genesets: Mapping[str, Iterable[str] | str],
+    layer: str | None = None,
+) -> pd.DataFrame:
+    """Average expression of marker gene sets per group, z-scored across groups: R
+    SpatialEcoTyper's ``AverageMarkerExpression`` (with Seurat 4.3).
+
+    Per group, the mean of ``expm1`` of the log-normalised data (Seurat ``AverageExpression``);
+    genes expressed in no group are dropped; ``log2(x + 1)``; a ``NonSE`` group (R's label for
+    unassigned cells) is dropped; each gene set is the mean over its genes present (each gene
+    once); each set is then z-scored across the groups as Seurat ``ScaleData`` does (sd with
+    n - 1, values above 10 set to 10, a constant set -> 0). A set with no gene present gives an
+    all-NaN row (R: NA) and a :class:`MarkerWarning` naming it.
+
+    Parameters
+    ----------
+    adata
+        AnnData, cells x genes, log-normalised expression in ``X`` (or ``layers[layer]``),
+        non-negative, dense or sparse.
+    groupby
+        ``.obs`` column with the group (e.g. SE) of each cell; no missing labels.
+    genesets
+        Set name -> gene names (a single string is a one-gene set); see :func:`read_r_markers`
+        for R's ``.rds`` gene-set lists.
+    layer
+        Layer holding the log-normalised data (default ``X``).
+
+    Returns
+    -------
+    DataFrame gene sets (in the given order) x groups (R's sorted order, ICU collation).
+    """
+    sets = _check_genesets(genesets)
+    x = _expression(adata, layer)
+    if groupby not in adata.obs.columns:
+        raise KeyError(f"groupby={groupby!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})")
+    col = adata.obs[groupby]
+    if col.isna().any():
+        raise ValueError(f"groupby={groupby!r} has {int(col.isna().sum())} missing label(s); label every cell")
+    if col.shape[0] == 0:
+        raise ValueError("adata has no cells")
+    labels = col.astype(str).to_numpy(dtype=object)
+    levels = collate_sorted(labels)
+    avg = pd.DataFrame(_group_means_expm1(x, labels, levels), index=[str(g) for g in adata.var_names], columns=levels)
+    avg = np.log2(avg[(avg > 0).any(axis=1)] + 1.0).drop(columns=[_UNASSIGNED], errors="ignore")
+    if avg.shape[1] < 2:
+        raise ValueError(f"z-scoring across groups needs at least 2 groups besides {_UNASSIGNED!r}, got {list(avg.columns)}")
+    present = set(avg.index)
+    rows = np.full((len(sets), avg.shape[1]), np.nan)
+    for i, (name, genes) in enumerate(sets.items()):
+        use = list(dict.fromkeys(g for g in genes if g in present))
+        if use:
+            rows[i] = avg.loc[use].to_numpy().mean(axis=0)
+        else:
+            warnings.warn(f"gene set {name!r}: none of its {len(genes)} gene(s) is expressed in the data; its row is NaN",
+                          MarkerWarning, stacklevel=2)
+    ok = ~np.isnan(rows).any(axis=1)
+    if ok.any():
+        rows[ok] = scale(rows[ok].T, method="dense", n_jobs=1).T
+    return pd.DataFrame(rows, index=pd.Index(list(sets), name="geneset"), columns=list(avg.columns))
