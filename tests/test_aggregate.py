@@ -72,8 +72,9 @@ def test_cell_types_from_first_run_and_missing_entries():
 def test_fraction_threshold_is_strict():
     w = pd.DataFrame([[1.0, 0.0], [0.0, 1.0]], index=["A__pos", "A__neg"], columns=["SE1", "SE2"])
     other = pd.DataFrame([[0.0, 1.0], [1.0, 0.0]], index=["B__pos", "B__neg"], columns=["SE1", "SE2"])
-    agg = aggregate([{"T": w}, {"T": other}], min_model_fraction=0.5)  # each gene in 1 of 2 runs: not > 0.5
-    assert agg["T"].shape == (0, 2)
+    # each gene in 1 of 2 runs: not > 0.5, so no gene is kept and W would be empty (issue 14)
+    with pytest.raises(ValueError, match=r"empty W for cell type\(s\) 'T' \(0 features x 2 SEs\).*min_model_fraction=0\.5"):
+        aggregate([{"T": w}, {"T": other}], min_model_fraction=0.5)
     agg = aggregate([{"T": w}, {"T": other}], min_model_fraction=0.49)
     assert list(agg["T"].index) == ["A__pos", "B__pos", "A__neg", "B__neg"]
 

@@ -140,7 +140,7 @@ def test_round_trip_r_fixture_and_overwrite(tmp_path) -> None:
     r = read_r_models(FIXTURES / "train" / "sample")
     path = tmp_path / "r.h5"
     RecoveryModel({"B": read_matrix("train/sample/B.tsv.gz")}).save(path)
-    r.save(path)  # replaces the existing file
+    r.save(path, overwrite=True)  # replaces the existing file
     _assert_same(r, load_model(path))
 
 
@@ -178,7 +178,7 @@ def test_atomic_save_failure_keeps_previous_file(model: RecoveryModel, tmp_path,
 
     monkeypatch.setattr(os, "fsync", fail_fsync)
     with pytest.raises(OSError, match="simulated"):
-        model.save(path)
+        model.save(path, overwrite=True)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["model.h5"]
     assert path.read_bytes() == before and load_model(path) == old

@@ -135,6 +135,11 @@ def aggregate(
     A :class:`ecorecover.RecoveryModel`; ``.runs`` holds the input models that are
     RecoveryModels, ``params["aggregate"]`` the thresholds.
 
+    Raises
+    ------
+    ValueError
+        Bad models or thresholds, or a cell type for which no gene is kept (its W would be empty).
+
     Warns
     -----
     AggregateWarning
@@ -154,6 +159,15 @@ def aggregate(
     if len(frames[0]) == 0:
         raise ValueError("models[0] has no cell type (cell types come from the first run, as in R)")
     agg = _aggregate_frames(frames, delta_threshold=float(delta_threshold), min_model_fraction=float(min_model_fraction))
+    empty = {ct: w.shape for ct, w in agg.items() if w.shape[0] == 0 or w.shape[1] == 0}
+    if empty:
+        raise ValueError(
+            "the ensemble would hold an empty W for cell type(s) "
+            + ", ".join(f"{ct!r} ({r} features x {c} SEs)" for ct, (r, c) in empty.items())
+            + f": no gene's __pos feature has delta > delta_threshold={delta_threshold} for some SE in more than "
+            f"min_model_fraction={min_model_fraction} of the {len(models)} run(s); a model with an empty W cannot "
+            "recover anything. Lower delta_threshold or min_model_fraction, or drop those cell types from the runs"
+        )
     filled = {}
     for ct, w in agg.items():
         nan = int(np.isnan(w.to_numpy()).sum())

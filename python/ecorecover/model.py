@@ -68,11 +68,16 @@ def _check_labels(labels: pd.Index, what: str, cell_type: str, owner: str = "wei
 
 
 def _as_weight_frame(cell_type: str, w: Any, owner: str = "weights", coerce_labels: bool = False) -> pd.DataFrame:
-    """Validate one W (finite, >= 0, unique string labels) into a read-only float64 frame;
+    """Validate one W (not empty, finite, >= 0, unique string labels) into a read-only float64 frame;
     ``owner`` names the argument in messages (``weights`` here, ``model`` in recovery)."""
     if not isinstance(w, pd.DataFrame):
         raise TypeError(
             f"{owner}[{cell_type!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}"
+        )
+    if w.shape[0] == 0 or w.shape[1] == 0:
+        raise ValueError(
+            f"{owner}[{cell_type!r}] is empty ({w.shape[0]} features x {w.shape[1]} SEs); a W needs at least one "
+            "feature and one SE"
         )
     features = _check_labels(w.index, "feature names (index)", cell_type, owner, coerce_labels)
     ses = _check_labels(w.columns, "SE names (columns)", cell_type, owner, coerce_labels)
@@ -261,34 +266,58 @@ class RecoveryModel(Mapping):
         return "\n".join(lines)
 
     # -- I/O -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the model to ``path`` (HDF5, see the module docstring), atomically.
 
+        Parameters
+        ----------
+        path
+            The file to write (its directory must exist).
+        overwrite
+            Replace ``path`` if it is an existing regular file (its permission bits are kept).
+            A symbolic link, device, fifo, socket or directory at ``path`` is never replaced.
+
         The file is written to a temporary file in the same directory, flushed to disk and then
-        renamed onto ``path``; if anything fails, the temporary file is removed and ``path`` is
-        left as it was (no truncated model under the final name).
+        renamed onto ``path``; if anything fails (including SIGTERM in the main thread), the
+        temporary file is removed and ``path`` is left as it was (no truncated model under the
+        final name).
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is false.
+        OSError
+            ``path`` is not a regular file (:class:`IsADirectoryError` for a directory), its
+            directory does not exist (:class:`FileNotFoundError`), or writing failed.
         """
         import h5py
 
+        from ._atomic import check_target, replace_into, terminate_cleanly
+
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
         path = Path(path)
+        hint = "pass overwrite=True to replace it"
         directory = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
+        if os.path.isdir(path) and not os.path.islink(path):
             raise IsADirectoryError(f"cannot save the model to {path}: it is a directory; give a file name")
         if not directory.is_dir():
             raise FileNotFoundError(f"cannot save the model to {path}: directory {directory} does not exist")
-        # Created like open(..., "w") would (permissions follow the umask), name never in use.
-        tmp = str(directory / f".{path.name}.{secrets.token_hex(8)}.tmp")
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        try:
-            with h5py.File(tmp, "w") as f:
-                self._write_group(f)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        check_target(path, overwrite=overwrite, hint=hint)  # fail before writing anything
+        with terminate_cleanly():
+            # Created like open(..., "w") would (permissions follow the umask), name never in use.
+            tmp = Path(directory / f".{path.name}.{secrets.token_hex(8)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                with h5py.File(tmp, "w") as f:
+                    self._write_group(f)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                replace_into(tmp, path, overwrite=overwrite, hint=hint)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         with contextlib.suppress(OSError):  # make the rename durable (best effort, POSIX)
             dfd = os.open(directory, os.O_RDONLY)
             try:
@@ -324,13 +353,21 @@ class RecoveryModel(Mapping):
     def load(cls, path: str | os.PathLike) -> RecoveryModel:
         """Read a model written by :meth:`save`.
 
+        The file is treated as untrusted: only plain datasets stored inside the file are read
+        (no external storage, external or soft links, virtual, chunked or compressed datasets),
+        every declared size is checked against the file's size and the name lists against the
+        arrays they label before anything is read, and no code is executed (see the README's
+        "Security" section).
+
         Raises
         ------
         FileNotFoundError
             ``path`` does not exist.
         ModelFileError
             (a ``ValueError``) ``path`` is not HDF5, is truncated or damaged, is an HDF5 file
-            that is not an ecorecover model, or was written by a newer format version.
+            that is not an ecorecover model, was written by a newer format version, or holds
+            something a model file may not (links to other files, declared sizes the file
+            cannot hold, names that do not match their arrays...).
         """
         import h5py
 
@@ -339,6 +376,8 @@ class RecoveryModel(Mapping):
             raise FileNotFoundError(f"model file not found: {path}")
         if path.is_dir():
             raise ModelFileError(f"{path} is a directory, not an ecorecover model file")
+        if not path.is_file():
+            raise ModelFileError(f"{path} is not a regular file (device, fifo or socket), not an ecorecover model file")
         try:
             is_hdf5 = h5py.is_hdf5(path)
         except OSError as exc:
@@ -349,60 +388,265 @@ class RecoveryModel(Mapping):
                 "models (.rds/.tsv) use ecorecover.read_r_models)"
             )
         try:
-            with h5py.File(path, "r") as f:
-                return cls._read_group(f, path, "/")
+            with h5py.File(path, "r") as f:  # default (sec2) driver, read-only
+                reader = _Reader(f, path)
+                return reader.model(f, "/", 0)
         except ModelFileError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
             raise ModelFileError(f"{path} is damaged or truncated (cannot read it as a model file: {exc})") from None
 
     @classmethod
-    def _read_group(cls, g: Any, path: Path, where: str) -> RecoveryModel:
-        fmt = g.attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode("utf-8", "replace")
+    def _from_file_parts(
+        cls, weights: dict[str, pd.DataFrame], params: Any, runs: list[RecoveryModel], source: Any, path: Path, where: str
+    ) -> RecoveryModel:
+        try:
+            return cls(weights, params=params, runs=runs, source=source)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: invalid model content in group {where!r}: {exc}") from None
+
+
+# -- reading untrusted model files ----------------------------------------------------------------
+#: Sanity limits of a model file (far above any real model: ~20k genes x 2, tens of SEs).
+MAX_FEATURES = 5_000_000
+MAX_SES = 100_000
+MAX_CELL_TYPES = 100_000
+MAX_RUNS = 100_000
+#: Ensembles of ensembles may nest runs; deeper nesting (or a cycle of hard links) is refused.
+MAX_RUN_DEPTH = 8
+#: Bytes charged per group read: a real group (object header, links, attributes) takes more file
+#: space than this, so a file whose hard links make a group reachable many times runs out.
+_GROUP_COST = 256
+#: A variable-length string in a dataset is stored as a 16-byte record: uint32 length (bytes),
+#: then the global heap id (8-byte collection address, uint32 index).
+_VLEN_RECORD = 16
+
+
+class _Reader:
+    """Reads a model file as untrusted input.
+
+    Every object is reached through a hard link checked before it is opened (soft and external
+    links are never followed); datasets must be contiguous (or compact), unfiltered, without
+    external storage, of the expected dtype and rank, with an allocated storage of exactly the
+    declared size inside the file. Everything read is charged to a budget equal to the file's
+    size, so hard links that make one dataset reachable many times cannot multiply memory.
+    """
+
+    def __init__(self, f: Any, path: Path) -> None:
+        self.path = path
+        self.size = os.path.getsize(path)
+        self.left = self.size
+
+    def error(self, msg: str) -> ModelFileError:
+        return ModelFileError(f"{self.path}: {msg}")
+
+    def charge(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise self.error(
+                f"{what} declares {nbytes} bytes, more than the {self.size}-byte file can hold with what was "
+                "read before it (a size bomb or hard links to one object); refusing to read it"
+            )
+        self.left -= nbytes
+
+    def member(self, g: Any, name: str, where: str, kind: str, required: bool = True) -> Any:
+        import h5py
+
+        link = g.get(name, getlink=True)
+        if link is None:
+            if required:
+                raise self.error(f"{where}{name} is missing")
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise self.error(
+                f"{where}{name} is an external link to {link.filename!r}:{link.path!r}; a model file may not refer to "
+                "other files"
+            )
+        if isinstance(link, h5py.SoftLink):
+            raise self.error(f"{where}{name} is a soft link to {link.path!r}; a model file holds no links")
+        if not isinstance(link, h5py.HardLink):
+            raise self.error(f"{where}{name} is a link of unknown class {type(link).__name__}")
+        obj = g[name]
+        want = h5py.Group if kind == "group" else h5py.Dataset
+        if not isinstance(obj, want):
+            raise self.error(f"{where}{name} is a {type(obj).__name__}, expected a {kind}")
+        if kind == "group":
+            self.charge(_GROUP_COST, f"group {where}{name}")
+        return obj
+
+    def attr(self, g: Any, name: str, where: str, kind: str, required: bool = True) -> Any:
+        import h5py
+
+        if name not in g.attrs:
+            if required:
+                raise self.error(f"group {where!r} has no {name!r} attribute")
+            return None
+        aid = h5py.h5a.open(g.id, name.encode())
+        if aid.shape != ():
+            raise self.error(f"attribute {name!r} of {where!r} has shape {aid.shape}, expected a scalar")
+        dt = aid.dtype
+        if kind == "str":
+            if h5py.check_string_dtype(dt) is None:
+                raise self.error(f"attribute {name!r} of {where!r} has dtype {dt}, expected a string")
+            value = g.attrs[name]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        if dt.kind not in "iu":
+            raise self.error(f"attribute {name!r} of {where!r} has dtype {dt}, expected an integer")
+        return int(g.attrs[name])
+
+    def dataset(self, g: Any, name: str, where: str, kind: str) -> Any:
+        """A checked dataset: ``kind`` is ``"W"`` (2-D float64) or ``"names"`` (1-D strings)."""
+        import h5py
+
+        d = self.member(g, name, where, "dataset")
+        what = f"dataset {where}{name}"
+        if d.is_virtual:
+            raise self.error(f"{what} is a virtual dataset (data in other files); a model file stores its data inside")
+        plist = d.id.get_create_plist()
+        if plist.get_external_count():
+            files = [plist.get_external(i)[0] for i in range(plist.get_external_count())]
+            raise self.error(
+                f"{what} keeps its data in external file(s) {files}; a model file stores its data inside"
+            )
+        layout = plist.get_layout()
+        if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT):
+            raise self.error(
+                f"{what} has a chunked or other layout ({layout}); a model file holds contiguous datasets"
+            )
+        if plist.get_nfilters():
+            raise self.error(f"{what} is filtered (compressed); a model file holds plain datasets")
+        dt = d.dtype
+        if kind == "W":
+            if d.ndim != 2 or dt.kind != "f" or dt.itemsize != 8:
+                raise self.error(f"{what} has dtype {dt} and shape {d.shape}, expected 2-D float64")
+        else:
+            info = h5py.check_string_dtype(dt)
+            if d.ndim != 1 or info is None:
+                raise self.error(f"{what} has dtype {dt} and shape {d.shape}, expected 1-D strings")
+        n = int(np.prod(d.shape, dtype=np.int64))
+        vlen = kind == "names" and h5py.check_string_dtype(dt).length is None
+        nbytes = n * (_VLEN_RECORD if vlen else dt.itemsize)  # vlen on disk: length + heap id
+        stored = d.id.get_storage_size()
+        if n and stored != nbytes:
+            raise self.error(
+                f"{what} declares shape {d.shape} ({nbytes} bytes) but stores {stored} bytes; refusing to read it"
+            )
+        offset = d.id.get_offset() if layout == h5py.h5d.CONTIGUOUS else None
+        if n and layout == h5py.h5d.CONTIGUOUS and (offset is None or offset + nbytes > self.size):
+            raise self.error(f"{what} declares {nbytes} bytes at offset {offset}, beyond the end of the file")
+        self.charge(nbytes, what)
+        return d
+
+    def names(self, g: Any, name: str, where: str, expected: int, labels: str, why: str) -> list[str]:
+        """A checked 1-D string dataset of ``expected`` entries, strings charged before reading."""
+        import h5py
+
+        d = self.dataset(g, name, where, "names")
+        n = d.shape[0]
+        if n != expected:
+            raise self.error(f"{where}{name} holds {n} {labels}, but {why}")
+        if n == 0:
+            return []
+        if h5py.check_string_dtype(d.dtype).length is None:  # variable length: check the declared lengths
+            if d.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+                raise self.error(f"dataset {where}{name} holds variable-length strings in a compact layout")
+            with open(self.path, "rb") as fh:
+                fh.seek(d.id.get_offset())
+                raw = fh.read(_VLEN_RECORD * n)
+            if len(raw) != _VLEN_RECORD * n:
+                raise self.error(f"dataset {where}{name} is truncated")
+            lengths = np.frombuffer(raw, dtype="<u4")[::4].astype(np.int64)
+            self.charge(int(lengths.sum()), f"the strings of {where}{name}")
+        return [str(x) for x in d.asstr()[()]]
+
+    def model(self, g: Any, where: str, depth: int) -> RecoveryModel:
+        path = self.path
+        if depth > MAX_RUN_DEPTH:
+            raise self.error(f"runs nest deeper than {MAX_RUN_DEPTH} levels at {where!r} (a cycle of links?)")
+        if depth == 0:
+            self.charge(_GROUP_COST, "the root group")
+        fmt = self.attr(g, "format", where, "str", required=False) if "format" in g.attrs else None
         if fmt != FORMAT:
             raise ModelFileError(
                 f"{path} is an HDF5 file but not an ecorecover model (group {where!r} has "
                 f"format attribute {fmt!r}, expected {FORMAT!r})"
             )
-        version = g.attrs.get("format_version")
-        if version is None or not np.issubdtype(np.asarray(version).dtype, np.integer):
-            raise ModelFileError(f"{path}: group {where!r} has no valid integer format_version ({version!r})")
-        if int(version) > FORMAT_VERSION:
+        try:
+            version = self.attr(g, "format_version", where, "int")
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: group {where!r} has no valid integer format_version ({exc})") from None
+        if version > FORMAT_VERSION:
+            try:
+                writer = self.attr(g, "ecorecover_version", where, "str", required=False) or "?"
+            except ModelFileError:
+                writer = "?"
             raise ModelFileError(
-                f"{path} has model format_version {int(version)}, newer than the {FORMAT_VERSION} this "
+                f"{path} has model format_version {version}, newer than the {FORMAT_VERSION} this "
                 f"ecorecover {_package_version()} reads (written by ecorecover "
-                f"{g.attrs.get('ecorecover_version', '?')}); upgrade ecorecover to load it"
+                f"{writer}); upgrade ecorecover to load it"
             )
-        if int(version) < 1:
-            raise ModelFileError(f"{path}: group {where!r} has invalid format_version {int(version)}")
-        params = json.loads(g.attrs["params"])
-        source = g.attrs.get("source")
-        cell_types = [str(x) for x in g["cell_types"].asstr()[()]]
+        if version < 1:
+            raise ModelFileError(f"{path}: group {where!r} has invalid format_version {version}")
+        raw_params = self.attr(g, "params", where, "str")
+        self.charge(len(raw_params), f"attribute params of {where!r}")
+        try:
+            params = json.loads(raw_params)
+        except (ValueError, RecursionError) as exc:
+            raise self.error(f"attribute params of group {where!r} is not valid JSON: {exc}") from None
+        source = self.attr(g, "source", where, "str", required=False)
+        n_ct = self.attr(g, "n_cell_types", where, "int")
+        n_runs = self.attr(g, "n_runs", where, "int")
+        if not 0 <= n_ct <= MAX_CELL_TYPES:
+            raise self.error(f"group {where!r} declares {n_ct} cell types (limit {MAX_CELL_TYPES})")
+        if not 0 <= n_runs <= MAX_RUNS:
+            raise self.error(f"group {where!r} declares {n_runs} runs (limit {MAX_RUNS})")
+        cell_types = self.names(g, "cell_types", where, n_ct, "cell types", f"n_cell_types is {n_ct}")
+        dup = sorted({c for c in cell_types if cell_types.count(c) > 1}) if len(set(cell_types)) != n_ct else []
+        if dup:
+            raise self.error(f"{where}cell_types names cell type(s) {dup[:10]} more than once")
+        wg = self.member(g, "weights", where, "group")
+        expected = [str(i) for i in range(n_ct)]
+        members = sorted(wg.keys(), key=lambda k: (len(k), k))
+        if members != expected:
+            extra = [k for k in members if k not in expected][:10]
+            missing = [k for k in expected if k not in members][:10]
+            raise self.error(
+                f"{where}weights holds groups {members[:10]}{'...' if len(members) > 10 else ''} but cell_types "
+                f"lists {n_ct} cell type(s) (missing: {missing}, unexpected: {extra})"
+            )
         weights: dict[str, pd.DataFrame] = {}
         for i, ct in enumerate(cell_types):
-            sub = g["weights"][str(i)]
-            if sub.attrs["cell_type"] != ct:
+            at = f"{where}weights/{i}/"
+            sub = self.member(wg, str(i), f"{where}weights/", "group")
+            stored = self.attr(sub, "cell_type", at, "str")
+            if stored != ct:
                 raise ModelFileError(
-                    f"{path}: {where}weights/{i} holds cell type {sub.attrs['cell_type']!r}, "
-                    f"but cell_types[{i}] is {ct!r}"
+                    f"{path}: {where}weights/{i} holds cell type {stored!r}, but cell_types[{i}] is {ct!r}"
                 )
-            w = np.asarray(sub["W"][()], dtype=np.float64)
-            features = [str(x) for x in sub["features"].asstr()[()]]
-            ses = [str(x) for x in sub["se_names"].asstr()[()]]
-            if w.shape != (len(features), len(ses)):
-                raise ModelFileError(
-                    f"{path}: {where}weights/{i} ({ct!r}) has W of shape {w.shape} but "
-                    f"{len(features)} features and {len(ses)} SE names"
+            wd = self.dataset(sub, "W", at, "W")
+            n_f, n_se = wd.shape
+            if not (0 < n_f <= MAX_FEATURES and 0 < n_se <= MAX_SES):
+                raise self.error(
+                    f"{at}W ({ct!r}) has shape {wd.shape}; a W needs 1..{MAX_FEATURES} features and 1..{MAX_SES} SEs"
                 )
+            why = f"W of cell type {ct!r} has shape {wd.shape}"
+            features = self.names(sub, "features", at, n_f, "feature names", why)
+            ses = self.names(sub, "se_names", at, n_se, "SE names", why)
+            w = np.asarray(wd[()], dtype=np.float64)
+            if w.shape != (n_f, n_se):  # pragma: no cover - h5py returns the declared shape
+                raise self.error(f"{at}W read with shape {w.shape}, declared {(n_f, n_se)}")
             weights[ct] = pd.DataFrame(w, index=features, columns=ses)
-        n_runs = len(g["runs"]) if "runs" in g else 0
-        runs = [cls._read_group(g["runs"][str(r)], path, f"{where}runs/{r}/") for r in range(n_runs)]
-        try:
-            return cls(weights, params=params, runs=runs, source=None if source is None else str(source))
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: invalid model content in group {where!r}: {exc}") from None
+        rg = self.member(g, "runs", where, "group", required=n_runs > 0)
+        if rg is not None:
+            members = sorted(rg.keys(), key=lambda k: (len(k), k))
+            if members != [str(r) for r in range(n_runs)]:
+                raise self.error(
+                    f"{where}runs holds groups {members[:10]}{'...' if len(members) > 10 else ''} but n_runs is {n_runs}"
+                )
+        runs = [
+            self.model(self.member(rg, str(r), f"{where}runs/", "group"), f"{where}runs/{r}/", depth + 1)
+            for r in range(n_runs)
+        ]
+        return RecoveryModel._from_file_parts(weights, params, runs, source, path, where)
 
 
 def load_model(path: str | os.PathLike) -> RecoveryModel:
