@@ -68,7 +68,7 @@ def test_recoverse_train_models_parity(exact_train):
     assert (res["InitSE"] == ref["InitSE"]).all()
     assert (res["SE"] == ref["SE"]).all()
     # Score columns: R's sort() of the SE names (ICU: nonSE first).
-    assert list(res.columns[4:]) == list(scores.columns)
+    assert list(res.columns[4:-1]) == list(scores.columns)
     # Measured: 0.0 for PredScore and every score (bit-identical).
     assert max_abs_diff(res["PredScore"], ref["PredScore"]) <= 1e-6
     assert max_abs_diff(res[scores.columns], scores) <= 1e-6
@@ -93,7 +93,7 @@ def test_recoverse_unscored_cells_and_warnings(exact_train):
     assert any("15 cells" in m and "NK (15)" in m for m in msgs)
     assert any("1265 cells" in m and "Malignant (812)" in m and "Epithelial (453)" in m for m in msgs)
     assert any(m.startswith("4 cells express fewer than 3") for m in msgs)
-    info = a.uns["SE"]
+    info = a.uns["SE_recovered"]
     assert info["unscored"]["too_few_cells"] == 15
     assert info["unscored"]["no_model"] == 1265
     assert info["unscored"]["too_few_genes_expressed"] == 4
@@ -102,12 +102,12 @@ def test_recoverse_unscored_cells_and_warnings(exact_train):
     assert (res.loc[omitted, "PredScore"] == 0).all() and (res.loc[omitted, "SE"] == "NonSE").all()
     assert (res.loc[omitted, "InitSE"] == "nonSE").all()  # first column under ICU collation
     unscored = res["CellType"].isin(["NK", "Malignant", "Epithelial"])
-    assert (res.loc[unscored, res.columns[4:]] == 0).all().all()
+    assert (res.loc[unscored, res.columns[4:-1]] == 0).all().all()
     # What is written into the AnnData.
-    assert (a.obs["SE"].astype(str) == res["SE"]).all()
-    assert np.array_equal(a.obs["SE_score"].to_numpy(), res["PredScore"].to_numpy())
-    assert isinstance(a.obsm["SE_scores"], pd.DataFrame)
-    assert list(a.obsm["SE_scores"].columns) == list(res.columns[4:])
+    assert (a.obs["SE_recovered"].astype(str) == res["SE"]).all()
+    assert np.array_equal(a.obs["SE_recovered_score"].to_numpy(), res["PredScore"].to_numpy())
+    assert isinstance(a.obsm["SE_recovered_scores"], pd.DataFrame)
+    assert list(a.obsm["SE_recovered_scores"].columns) == list(res.columns[4:-1])
     assert info["params"]["cells_per_run"] == 1000 and info["params"]["mode"] == "exact"
     assert info["genes_found"]["B"]["found"] == info["genes_found"]["B"]["total"]
     assert info["model"]["cell_types"] == TRAIN_TYPES
@@ -124,12 +124,12 @@ def test_recoverse_minscore(data, train_models):
 def test_recoverse_lc_collate_c(data, train_models, exact_train):
     a = _adata(data)
     out = _quiet_recover(a, train_models, collation="C", copy=True)
-    assert isinstance(out, ad.AnnData) and "SE" not in a.obs  # copy leaves the input alone
+    assert isinstance(out, ad.AnnData) and "SE_recovered" not in a.obs  # copy leaves the input alone
     ref = read_table("recover/recoverse_train_models/assignments_LC_COLLATE_C.tsv.gz").set_index("CID")
-    assert (out.obs["SE"].astype(str) == ref["SE"]).all()
-    assert list(out.obsm["SE_scores"].columns) == [f"SE{i:02d}" for i in range(1, 12)] + ["nonSE"]
-    init = out.obsm["SE_scores"].to_numpy().argmax(axis=1)
-    assert (np.asarray(out.obsm["SE_scores"].columns)[init] == ref["InitSE"].to_numpy()).all()
+    assert (out.obs["SE_recovered"].astype(str) == ref["SE"]).all()
+    assert list(out.obsm["SE_recovered_scores"].columns) == [f"SE{i:02d}" for i in range(1, 12)] + ["nonSE"]
+    init = out.obsm["SE_recovered_scores"].to_numpy().argmax(axis=1)
+    assert (np.asarray(out.obsm["SE_recovered_scores"].columns)[init] == ref["InitSE"].to_numpy()).all()
     # The C collation changes the InitSE of unscored cells only (1284 of them).
     icu = exact_train[0]
     assert int((icu["InitSE"] != ref["InitSE"]).sum()) == 1284
@@ -207,7 +207,7 @@ def test_recoverse_published_explicit_ws(published_exact):
     ref = read_table("recover/recoverse_published_models/assignments_explicit_Ws.tsv.gz").set_index("CID")
     scores = read_matrix("recover/recoverse_published_models/scores.tsv.gz")
     assert (res["InitSE"] == ref["InitSE"]).all() and (res["SE"] == ref["SE"]).all()
-    assert list(res.columns[4:]) == list(scores.columns)
+    assert list(res.columns[4:-1]) == list(scores.columns)
     # Measured 0.0; it needs R's long-double colSums (a correctly rounded sum is 1 ulp off in one cell).
     assert max_abs_diff(res["PredScore"], ref["PredScore"]) == 0.0
     assert max_abs_diff(res[scores.columns], scores) == 0.0
@@ -224,7 +224,7 @@ def test_recoverse_published_default_branch(data, published_models_dir):
     out = _quiet_recover(adata, model)  # recover() applies R's default-branch post-processing itself
     res = out
     ref = read_table("recover/recoverse_published_models/assignments_default_branch.tsv.gz").set_index("CID")
-    assert (adata.obs["SE"].astype(str).to_numpy() == ref["SE"].to_numpy()).all()
+    assert (adata.obs["SE_recovered"].astype(str).to_numpy() == ref["SE"].to_numpy()).all()
     assert out.attrs["ecorecover"]["params"]["published_postprocess"] is True
     pd.testing.assert_frame_equal(apply_published_postprocess(out, model), out)  # idempotent
     assert (out["SE"] == ref["SE"]).all()
@@ -270,7 +270,7 @@ def test_dense_csc_and_backed_inputs_agree(small, train_models, tmp_path):
     backed = ad.read_h5ad(path, backed="r")
     res = _quiet_recover(backed, {"DC": train_models["DC"]})
     pd.testing.assert_frame_equal(res, ref)
-    assert backed.isbacked and "SE" in backed.obs
+    assert backed.isbacked and "SE_recovered" in backed.obs
 
 
 def test_raw_count_guard(small, train_models):
@@ -384,7 +384,7 @@ def test_results_survive_h5ad_and_series_labels(small, train_models, tmp_path):
     b.write_h5ad(tmp_path / "out.h5ad")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert (back.obs["rec"].astype(str) == ref["SE"]).all()
-    assert np.array_equal(back.obsm["rec_scores"].to_numpy(), ref[ref.columns[4:]].to_numpy())
+    assert np.array_equal(back.obsm["rec_scores"].to_numpy(), ref[ref.columns[4:-1]].to_numpy())
     assert back.uns["rec"]["unscored"]["no_model"] == 7
     assert int(back.uns["rec"]["runs"]["n_iter"].iloc[0]) == 760
 

@@ -19,6 +19,7 @@ whole, and memory does not grow with the number of cells beyond the outputs.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -34,6 +35,7 @@ import scipy.sparse as sp
 
 from . import _collate, _core
 from . import nmf as _nmf
+from ._input_data import MatrixSource, check_writable, negative_values_error, record_written, select_matrix
 from .model import _as_weight_frame
 from ._validation import resolve_n_jobs
 from .preprocessing import RAW_COUNT_MAX, RawCountWarning
@@ -62,6 +64,7 @@ EXPRESSED = 1e-16
 #: ScaleData's upper clip.
 SCALE_MAX = 10.0
 
+_log = logging.getLogger("ecorecover.recover")
 _FEATURE_SUFFIX = re.compile(r"__(pos|neg)$")
 _NON_SE = "NonSE"
 Mode = Literal["exact", "fast"]
@@ -334,12 +337,14 @@ class _Engine:
         sum_to_one: bool = True,
         keep_details: bool = False,
         progress: bool = False,
+        refuse_negative: Any = None,
     ) -> None:
         self.rows, self.groups, self.gor = rows, groups, group_of_row
         self.scale, self.cpr, self.mode, self.threads = scale, cells_per_run, mode, threads
         self.guard, self.block_size = guard, block_size
         self.cell_ids, self.gene_names = cell_ids, gene_names
         self.sum_to_one, self.keep_details, self.progress = sum_to_one, keep_details, progress
+        self.refuse_negative = refuse_negative  # (value, where) -> error for negative input, or None
         self.guard_fired = False
         self.omitted = np.zeros(rows.n, dtype=bool)  # "< 3 genes" cells of scored types
         self.results: list[_RunResult] = []
@@ -350,6 +355,17 @@ class _Engine:
         bad = _first_nonfinite(blk)
         if bad is not None:
             self._raise_nonfinite(a, *bad)
+        if self.refuse_negative is not None and blk.nnz and (neg := blk.data < 0).any():
+            e = int(np.argmax(neg))
+            r, c = int(_block_rows(blk)[e]), int(blk.indices[e])
+            self._check_negative(float(blk.data[e]), f" at cell {self.cell_ids[a + r]!r}, gene {self.gene_names[c]!r}")
+
+    def _check_negative(self, value: float, where: str = "") -> None:
+        """Refuse negative input (scaled data) when the caller asked for it (AnnData input)."""
+        if self.refuse_negative is not None and value < 0:
+            err = self.refuse_negative(value, where)
+            if err is not None:
+                raise err
 
     def _raise_nonfinite(self, a: int, r: int, c: int, count: int, value: float) -> None:
         raise ValueError(
@@ -497,7 +513,7 @@ class _Engine:
         buf_rows: dict[int, list[np.ndarray]] = {}
         filled = np.zeros(len(runs), dtype=np.int64)
         pending: set[Future[_RunResult]] = set()
-        bar = _progress_bar(len(runs), self.progress, "recovering" if self.mode == "exact" else "recovering (fast)")
+        bar = _progress_bar(len(runs), self.progress, f"ecorecover.recover: runs ({self.mode})")
 
         def collect(done: set[Future[_RunResult]]) -> None:
             for f in done:
@@ -548,7 +564,8 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
         try:
             from tqdm.auto import tqdm
 
-            return tqdm(total=total, desc=desc, unit="run", leave=False)
+            # disable=None: no bar when stderr is not a terminal (logs, CI, batch jobs)
+            return tqdm(total=total, desc=desc, unit="run", leave=False, disable=None)
         except ImportError:  # pragma: no cover - tqdm is a dependency
             pass
 
@@ -647,6 +664,8 @@ def _fast_run(
     from .nmf import solve_h_fast
 
     gpos, gneg, n_feat = _fast_model(g, const)
+    if n_feat == 0:  # as exact mode: nothing to score the cells with (not 1/k each)
+        return _RunResult(gi, ri, rows, None, 0, 0, float("nan"), failure="no_features")
     try:
         h, iters = solve_h_fast(
             x, gpos, gneg, mean=None if sd is None else mean, sd=sd, posneg=g.posneg, scale_max=SCALE_MAX, n_jobs=threads
@@ -739,6 +758,13 @@ class _Input:
     cell_ids: list[str]
     genes: list[str]
     adata: Any  # the AnnData, or None
+    var: pd.DataFrame | None = None  # the chosen matrix's var (AnnData)
+    where: str = "a genes x cells DataFrame"
+    src: MatrixSource | None = None
+
+    def negative_error(self, value: float, where: str = "") -> ValueError | None:
+        """The error for negative values in an AnnData's matrix (None for a DataFrame: R's input)."""
+        return None if self.src is None else negative_values_error(self.src, value, where)
 
 
 def _align(celltypes: Any, cell_ids: list[str]) -> Any:
@@ -763,21 +789,26 @@ def _align(celltypes: Any, cell_ids: list[str]) -> Any:
     return celltypes
 
 
-def _read_input(adata: Any, celltype_key: str, celltypes: Any, gene_symbols: str | None) -> tuple[_Input, np.ndarray]:
+def _read_input(
+    adata: Any, celltype_key: str, celltypes: Any, gene_symbols: str | None, layer: str | None = None,
+    use_raw: bool = False,
+) -> tuple[_Input, np.ndarray]:
     try:
         import anndata
     except ImportError:  # pragma: no cover - anndata is a dependency
         anndata = None
     if anndata is not None and isinstance(adata, anndata.AnnData):
+        src = select_matrix(adata, layer=layer, use_raw=use_raw)
         cell_ids = [str(c) for c in adata.obs_names]
         if gene_symbols is None:
-            genes = [str(g) for g in adata.var_names]
+            genes = src.var_names
         else:
-            if gene_symbols not in adata.var.columns:
+            if gene_symbols not in src.var.columns:
                 raise KeyError(
-                    f"gene_symbols={gene_symbols!r} is not a column of adata.var (columns: {list(adata.var.columns)})"
+                    f"gene_symbols={gene_symbols!r} is not a column of the var of {src.where} "
+                    f"(columns: {list(src.var.columns)})"
                 )
-            genes = [str(g) for g in adata.var[gene_symbols]]
+            genes = [str(g) for g in src.var[gene_symbols]]
         if celltypes is None:
             if celltype_key not in adata.obs.columns:
                 raise KeyError(
@@ -787,10 +818,9 @@ def _read_input(adata: Any, celltype_key: str, celltypes: Any, gene_symbols: str
             labels = _labels(adata.obs[celltype_key], adata.n_obs, f"adata.obs[{celltype_key!r}]")
         else:
             labels = _labels(_align(celltypes, cell_ids), adata.n_obs, "celltypes")
-        x = adata.X
-        if x is None:
-            raise ValueError("adata.X is empty; recovery needs a log-normalised expression matrix in X")
-        return _Input(x, False, cell_ids, genes, adata), labels
+        return _Input(src.x, False, cell_ids, genes, adata, src.var, src.where, src), labels
+    if layer is not None or use_raw:
+        raise ValueError("layer= and use_raw= choose a matrix of an AnnData; a DataFrame input is the matrix itself")
     if isinstance(adata, pd.DataFrame):
         if gene_symbols is not None:
             raise ValueError("gene_symbols names a column of adata.var; with a DataFrame input, name its rows by gene")
@@ -839,6 +869,232 @@ def _block_size(n_cols: int) -> int:
 # Public API
 
 
+#: The columns recover() writes besides one per SE (an SE must not be named like them).
+OUTPUT_COLUMNS = ("CellType", "InitSE", "SE", "PredScore", "scored")
+#: Warn when more than this share of a model's genes is missing from the data.
+MISSING_GENES_WARN = 0.10
+
+
+def _check_se_names(models: Mapping[str, pd.DataFrame]) -> None:
+    """SE names that are also output columns would crash or duplicate headers: refuse them first."""
+    for ct, w in models.items():
+        clash = [str(se) for se in w.columns if str(se) in OUTPUT_COLUMNS]
+        if clash:
+            raise ValueError(
+                f"model[{ct!r}] has an SE named {clash[0]!r}, which is also a column of recover()'s table "
+                f"{list(OUTPUT_COLUMNS)}; rename the SE (e.g. model[{ct!r}].rename(columns={{{clash[0]!r}: "
+                f"'SE_{clash[0]}'}}))"
+            )
+
+
+def _case_hint(missing: Sequence[str], genes: Sequence[str]) -> str:
+    """A note when missing model genes match data genes up to case (mouse symbols, lower case)."""
+    lower: dict[str, str] = {}
+    for g in genes:
+        lower.setdefault(g.lower(), g)
+    pairs = [(m, lower[m.lower()]) for m in missing if m.lower() in lower]
+    if not pairs:
+        return ""
+    eg = ", ".join(f"{d!r} for {m!r}" for m, d in pairs[:3])
+    return (
+        f"; {len(pairs)} of them match data genes up to letter case (e.g. {eg}): rename the data's genes "
+        "(e.g. to upper case) or the model's features to match"
+    )
+
+
+def _gene_report(ct: str, genes: list[str], present: list[str], data_genes: Sequence[str], n_ct: int) -> dict[str, Any]:
+    """genes_found entry of a cell type; warns when over 10% of the model's genes are missing."""
+    have = set(present)
+    missing = [g for g in genes if g not in have]
+    frac = len(present) / len(genes)
+    if n_ct > 0 and len(missing) > MISSING_GENES_WARN * len(genes):
+        warnings.warn(
+            f"only {len(present)} of the {len(genes)} genes of the {ct!r} model ({100 * frac:.1f}%) are in the "
+            f"data; missing e.g. {missing[:6]} (all listed in uns[key_added]['genes_found'][{ct!r}]['missing']). "
+            "Its scores rest on the genes found; check for renamed genes (e.g. IL8 = CXCL8)"
+            + _case_hint(missing, data_genes),
+            RecoveryWarning,
+            stacklevel=3,
+        )
+    return {"found": len(present), "total": len(genes), "fraction": frac, "missing": missing}
+
+
+def _no_gene_error(union: list[str], inp: _Input, gene_symbols: str | None) -> GeneMatchError:
+    hint = (
+        f"; adata.var has columns {list(inp.var.columns)[:10]}: if one holds gene symbols, pass gene_symbols="
+        if inp.adata is not None and gene_symbols is None
+        else ""
+    )
+    where = "var_names" if inp.adata is not None and gene_symbols is None else "genes"
+    return GeneMatchError(
+        f"none of the {len(union)} model genes is found in the data: the model uses identifiers like "
+        f"{union[:5]}, the data's {where} look like {inp.genes[:5]}{hint}{_case_hint(union, inp.genes)}"
+    )
+
+
+def _groups(
+    models: dict[str, pd.DataFrame], labels: np.ndarray, inp: _Input, gene_symbols: str | None,
+    counts: pd.Series, unscored: dict[str, int],
+) -> tuple[list[_Group], np.ndarray, list[int], dict[str, dict[str, Any]]]:
+    """The scored cell types (model, enough cells, enough genes), the group of every cell, the
+    kept columns and the genes found per cell type (R: ``dat[rownames(dat) %in% model genes, ]``)."""
+    gene_pos = _unique_names(inp.genes, "gene names in the data")
+    model_genes = {ct: _model_genes(w.index) for ct, w in models.items()}
+    union = list(dict.fromkeys(g for ct in models for g in model_genes[ct]))
+    kept = sorted(gene_pos[g] for g in union if g in gene_pos)
+    if not kept:
+        raise _no_gene_error(union, inp, gene_symbols)
+    kept_pos = {c: i for i, c in enumerate(kept)}
+    groups: list[_Group] = []
+    genes_found: dict[str, dict[str, Any]] = {}
+    group_of_row = np.full(len(labels), -1, dtype=np.int64)
+    for ct, w in models.items():
+        present = [g for g in model_genes[ct] if g in gene_pos]
+        n_ct = int(counts.get(ct, 0))
+        genes_found[ct] = _gene_report(ct, model_genes[ct], present, inp.genes, n_ct)
+        if n_ct == 0:
+            continue
+        if n_ct < MIN_CELLS:
+            unscored["too_few_cells"] += n_ct
+            continue
+        if len(present) < MIN_MODEL_GENES:
+            warnings.warn(
+                f"{n_ct} {ct!r} cells are not scored: only {len(present)} of the model's genes are in the "
+                f"data (at least {MIN_MODEL_GENES} needed; R returns NaN scores)",
+                RecoveryWarning,
+                stacklevel=3,
+            )
+            unscored["too_few_model_genes"] += n_ct
+            continue
+        g = _Group(
+            name=ct, w=w, genes=model_genes[ct], present=present,
+            cols=np.array([kept_pos[gene_pos[x]] for x in present], dtype=np.int64),
+            posneg="__" in str(w.index[0]),
+        )
+        g.rows = np.flatnonzero(labels == ct)
+        group_of_row[g.rows] = len(groups)
+        groups.append(g)
+    return groups, group_of_row, kept, genes_found
+
+
+def _warn_unmodelled(models: Mapping[str, Any], labels: np.ndarray, counts: pd.Series, unscored: dict[str, int]) -> None:
+    small = [ct for ct in models if ct in counts.index and int(counts[ct]) < MIN_CELLS]
+    if small:
+        warnings.warn(
+            f"{unscored['too_few_cells']} cells of cell types with fewer than {MIN_CELLS} cells are not scored "
+            f"(scores 0, SE {_NON_SE!r}, scored False): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in small),
+            RecoveryWarning,
+            stacklevel=3,
+        )
+    no_model = [ct for ct in counts.index if ct not in models]
+    n_unlabelled = int(sum(1 for x in labels if x is None))
+    unscored["no_model"] = int(sum(int(counts[ct]) for ct in no_model)) + n_unlabelled
+    if unscored["no_model"]:
+        warnings.warn(
+            f"{unscored['no_model']} cells have no model for their cell type and are not scored (scores 0, SE "
+            f"{_NON_SE!r}, scored False): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in no_model[:10])
+            + (f"{', ' if no_model else ''}unlabelled ({n_unlabelled})" if n_unlabelled else ""),
+            RecoveryWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_no_features(failed: dict[str, list[int]], cells_per_run: int, mode: str) -> None:
+    """One warning for all runs left without a model feature (cells_per_run=1 makes thousands)."""
+    if not failed:
+        return
+    n_cells = sum(sum(v) for v in failed.values())
+    n_runs = sum(len(v) for v in failed.values())
+    what = f"in {n_runs} run(s) " if mode == "exact" else ""
+    tip = (
+        f"; with cells_per_run={cells_per_run} every feature is constant over a run: use a larger cells_per_run"
+        if mode == "exact" and cells_per_run < 3
+        else " (the model's features are constant over these cells, or none of them is in W)"
+    )
+    warnings.warn(
+        f"{n_cells} cells {what}are not scored (scores 0, SE {_NON_SE!r}, scored False): no model feature is "
+        "left after the zero-variance filter: " + ", ".join(f"{ct} ({sum(v)})" for ct, v in failed.items()) + tip,
+        RecoveryWarning,
+        stacklevel=3,
+    )
+
+
+def _assemble(
+    engine: _Engine, groups: list[_Group], models: Mapping[str, pd.DataFrame], labels: np.ndarray,
+    inp: _Input, min_score: float, collation: _collate.Collation, unscored: dict[str, int],
+) -> tuple[pd.DataFrame, np.ndarray, list[str], pd.DataFrame]:
+    """(table, scores, SE names, runs table): scores over R's sorted union of SE names."""
+    n = len(labels)
+    se_names = _collate.collate_sorted({se for w in models.values() for se in w.columns}, collation)
+    se_col = {se: i for i, se in enumerate(se_names)}
+    scores = np.zeros((n, len(se_names)))
+    scored = np.zeros(n, dtype=bool)
+    failed: dict[str, list[int]] = {}
+    run_rows = []
+    for r in engine.results:
+        g = groups[r.group]
+        if r.scores is None:
+            unscored[r.failure or "no_features"] += len(r.rows)
+            failed.setdefault(g.name, []).append(len(r.rows))
+        else:
+            cols = np.array([se_col[se] for se in g.w.columns])
+            scores[r.rows[:, None], cols[None, :]] = np.nan_to_num(r.scores, nan=0.0)
+            scored[r.rows] = True
+        run_rows.append(
+            {
+                "CellType": g.name, "run": r.run + 1, "n_cells": len(r.rows),
+                "first_cell": inp.cell_ids[r.rows[0]], "last_cell": inp.cell_ids[r.rows[-1]],
+                "n_features": r.n_features, "n_iter": r.n_iter, "max_V": r.max_v, "nnz_V": r.nnz_v,
+            }
+        )
+    _warn_no_features(failed, engine.cpr, engine.mode)
+    best = scores.argmax(axis=1) if len(se_names) else np.zeros(n, dtype=np.int64)
+    pred = scores[np.arange(n), best]
+    init = np.asarray(se_names, dtype=object)[best]
+    se = np.where((pred < float(min_score)) | (pred == 0), _NON_SE, init).astype(object)
+    index = pd.Index(inp.cell_ids)
+    out = pd.concat(
+        [
+            pd.DataFrame({"CellType": labels, "InitSE": init, "SE": se, "PredScore": pred}, index=index),
+            pd.DataFrame(scores, index=index, columns=se_names),
+        ],
+        axis=1,
+    )
+    out["scored"] = scored
+    runs_df = pd.DataFrame(
+        run_rows,
+        columns=["CellType", "run", "n_cells", "first_cell", "last_cell", "n_features", "n_iter", "max_V", "nnz_V"],
+    )
+    return out, scores, list(se_names), runs_df
+
+
+def _output_keys(key_added: str) -> list[tuple[str, str]]:
+    return [
+        ("obs", key_added), ("obs", key_added + "_score"), ("obs", key_added + "_scored"),
+        ("obsm", key_added + "_scores"), ("uns", key_added),
+    ]
+
+
+def _write(target: Any, key_added: str, out: pd.DataFrame, scores: np.ndarray, se_names: list[str], info: dict) -> None:
+    target.obs[key_added] = pd.Categorical(out["SE"].to_numpy())
+    target.obs[key_added + "_score"] = out["PredScore"].to_numpy()
+    target.obs[key_added + "_scored"] = out["scored"].to_numpy()
+    target.obsm[key_added + "_scores"] = pd.DataFrame(scores, index=target.obs_names, columns=se_names)
+    target.uns[key_added] = info
+    record_written(target, _output_keys(key_added))
+
+
+def _check_recover_args(min_score: Any, cells_per_run: Any, mode: Any, n_jobs: Any, collation: Any, key_added: Any) -> int:
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not 0.0 <= float(min_score) <= 1.0:
+        raise ValueError(f"min_score must be a number in [0, 1] (scores sum to 1 per cell), got {min_score!r}")
+    threads = _check_options(cells_per_run, mode, n_jobs)
+    if collation not in ("icu", "C"):
+        raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
+    return threads
+
+
 def recover(
     adata: Any,
     model: Mapping[str, pd.DataFrame],
@@ -849,12 +1105,15 @@ def recover(
     cells_per_run: int = 1000,
     mode: Mode = "exact",
     n_jobs: int | None = None,
-    key_added: str = "SE",
+    key_added: str = "SE_recovered",
     copy: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     gene_symbols: str | None = None,
     celltypes: Any = None,
     collation: _collate.Collation = "icu",
+    layer: str | None = None,
+    use_raw: bool = False,
     client: Any = None,
 ) -> Any:
     """Recover each cell's spatial ecotype (SE) with cell-type-specific recovery models.
@@ -866,7 +1125,10 @@ def recover(
     adata
         An AnnData, cells x genes, log-normalised (dense, sparse or backed; only the model genes
         are read, in row blocks), or a genes x cells :class:`pandas.DataFrame` as in R (then
-        ``celltypes`` is required).
+        ``celltypes`` is required). The matrix must hold log-normalised expression (not scaled:
+        recovery scales each gene per cell type itself); an AnnData matrix with negative values
+        is refused (it looks like ``sc.pp.scale`` output; see ``layer`` / ``use_raw``). A
+        DataFrame is taken as it is, as R does.
     model
         A :class:`~ecorecover.RecoveryModel` or any mapping cell type -> W DataFrame (features x
         SEs, features named ``GENE__pos`` / ``GENE__neg`` or plain genes), as R's list of W.
@@ -887,9 +1149,16 @@ def recover(
     n_jobs
         Threads (None or -1: all cores). Results do not depend on it.
     key_added
-        Prefix of what is written into ``adata`` (see Returns).
+        Prefix of what is written into ``adata`` (see Returns). The default ``"SE_recovered"``
+        differs from ``"SE"``, where :func:`ecorecover.train`, :func:`ecorecover.loocv` and
+        :func:`ecorecover.metrics` read the true labels, so recovery never replaces them.
     copy
         Return a new AnnData holding the results instead of writing into ``adata``.
+    overwrite
+        Replace existing ``adata`` keys that ecorecover did not write. Keys an earlier
+        ecorecover call wrote (listed in ``adata.uns["ecorecover"]["written_keys"]``) are
+        replaced with a warning; any other existing key is refused (``ValueError``, before any
+        work) unless ``overwrite=True``.
     progress
         Show a progress bar (tqdm) over runs.
     gene_symbols
@@ -898,6 +1167,10 @@ def recover(
     celltypes
         Cell-type labels, one per cell (as R's ``celltypes``); overrides ``celltype_key``. A
         Series indexed by the cell ids is matched by id, anything else by position.
+    layer, use_raw
+        Read the expression from ``adata.layers[layer]`` or from ``adata.raw`` (its ``X`` and
+        ``var_names``) instead of ``adata.X``, as scanpy does (e.g. ``use_raw=True`` after
+        ``sc.pp.scale``, which keeps the log-normalised data in ``raw``).
     collation
         How SE names are sorted for the score columns: ``"icu"`` as R in any normal locale
         (``nonSE < NonSE < SE01``), ``"C"`` as R under ``LC_COLLATE=C``. It decides the column
@@ -914,11 +1187,17 @@ def recover(
     pandas.DataFrame
         One row per cell in input order, indexed by cell id: ``CellType``, ``InitSE`` (best SE),
         ``SE`` (``InitSE``, or ``"NonSE"`` when the score is 0 or below ``min_score``),
-        ``PredScore``, then one column per SE with the normalised scores (0 where not scored).
+        ``PredScore``, then one column per SE with the normalised scores (0 where not scored)
+        and ``scored`` (bool). These columns are R's ``RecoverSE`` table, value for value: a
+        cell that is not scored (no model for its cell type, fewer than 20 cells of its type,
+        fewer than 3 model genes expressed, no model feature left) has all-zero scores,
+        ``PredScore`` 0, ``SE`` ``"NonSE"`` and, as in R, the first SE column as ``InitSE``;
+        ``scored`` is False only for these cells, so count or plot SEs over ``scored`` cells.
         ``df.attrs["ecorecover"]`` holds the run summary (also in ``uns``). When ``adata`` is an
         AnnData it also gets ``obs[key_added]`` (SE), ``obs[key_added + "_score"]``,
-        ``obsm[key_added + "_scores"]`` and ``uns[key_added]`` (parameters, model provenance,
-        genes found per cell type, unscored cells and why, runs with their iteration counts);
+        ``obs[key_added + "_scored"]``, ``obsm[key_added + "_scores"]`` and ``uns[key_added]``
+        (parameters, model provenance, genes found per cell type with the missing ones listed,
+        unscored cells and why, runs with their iteration counts);
         with ``copy=True`` a new AnnData holding them is returned instead and ``adata`` is left
         untouched.
 
@@ -926,7 +1205,9 @@ def recover(
     ------
     ValueError
         No modelled cell type in the data, label count mismatch, duplicated cell ids, NaN/inf in
-        the model genes of the data, a model with non-finite weights.
+        the model genes of the data, negative values in an AnnData's matrix, a model with
+        non-finite weights, an SE named like an output column, an existing ``adata`` key that
+        ecorecover did not write (without ``overwrite``).
     GeneMatchError
         No model gene at all is found in the data (a ``KeyError``; try ``gene_symbols``).
 
@@ -934,118 +1215,46 @@ def recover(
     -----
     RecoveryWarning
         Cells left unscored (cell types without a model or with fewer than 20 cells, cells
-        expressing fewer than 3 model genes, models with fewer than 5 genes in the data), and
-        models with under half of their genes in the data.
+        expressing fewer than 3 model genes, models with fewer than 5 genes in the data, runs
+        without a model feature: one warning with the count), models with over 10% of their
+        genes missing from the data (naming some, and a letter-case mismatch when there is one),
+        and keys of an earlier ecorecover call being replaced.
     RawCountWarning
         The model genes of the data look like raw counts (R's guard applies ``log2(x + 1)``).
+
+    Notes
+    -----
+    Progress and timings (cells per cell type, runs, seconds per pass) are logged to the
+    ``"ecorecover.recover"`` logger at INFO level; the progress bar is off when stderr is not
+    a terminal.
     """
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not 0.0 <= float(min_score) <= 1.0:
-        raise ValueError(f"min_score must be a number in [0, 1] (scores sum to 1 per cell), got {min_score!r}")
-    threads = _check_options(cells_per_run, mode, n_jobs)
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not math.isfinite(min_score):
-        raise ValueError(f"min_score must be a finite number, got {min_score!r}")
-    if collation not in ("icu", "C"):
-        raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
+    threads = _check_recover_args(min_score, cells_per_run, mode, n_jobs, collation, key_added)
     models = _check_model(model)
-    inp, labels = _read_input(adata, celltype_key, celltypes, gene_symbols)
+    _check_se_names(models)
+    inp, labels = _read_input(adata, celltype_key, celltypes, gene_symbols, layer, use_raw)
     if copy and inp.adata is None:
         raise ValueError("copy=True returns an AnnData; it needs an AnnData input")
+    if inp.adata is not None:
+        check_writable(inp.adata, _output_keys(key_added), overwrite=overwrite, category=RecoveryWarning)
     _duplicated_ids(inp.cell_ids)
     n = len(inp.cell_ids)
-
-    # Cell types: with a model, present, with enough cells.
     counts = pd.Series(labels, dtype=object).value_counts(dropna=True)
-    present_types = [ct for ct in models if ct in counts.index]
-    if not present_types:
+    if not any(ct in counts.index for ct in models):
         raise ValueError(
             f"no cell type of the model is present in the data: the model has {list(models)}, the data's "
             f"cell types are {list(counts.index[:20])}{' ...' if len(counts) > 20 else ''}"
             + (f" (from adata.obs[{celltype_key!r}])" if celltypes is None and inp.adata is not None else "")
         )
-
-    # Genes: keep those in any model (R: dat[rownames(dat) %in% all model genes, ]).
-    gene_pos = _unique_names(inp.genes, "gene names in the data")
-    model_genes = {ct: _model_genes(w.index) for ct, w in models.items()}
-    union = list(dict.fromkeys(g for ct in models for g in model_genes[ct]))
-    kept = sorted(gene_pos[g] for g in union if g in gene_pos)
-    if not kept:
-        hint = (
-            f"; adata.var has columns {list(inp.adata.var.columns)[:10]}: if one holds gene symbols, pass gene_symbols="
-            if inp.adata is not None and gene_symbols is None
-            else ""
-        )
-        where = "var_names" if inp.adata is not None and gene_symbols is None else "genes"
-        raise GeneMatchError(
-            f"none of the {len(union)} model genes is found in the data: the model uses identifiers like "
-            f"{union[:5]}, the data's {where} look like {inp.genes[:5]}{hint}"
-        )
-    kept_pos = {c: i for i, c in enumerate(kept)}
-
-    groups: list[_Group] = []
-    genes_found: dict[str, dict[str, Any]] = {}
-    unscored = {"no_model": 0, "too_few_cells": 0, "too_few_genes_expressed": 0, "too_few_model_genes": 0, "no_features": 0}
-    group_of_row = np.full(n, -1, dtype=np.int64)
-    for ct, w in models.items():
-        present = [g for g in model_genes[ct] if g in gene_pos]
-        frac = len(present) / len(model_genes[ct])
-        genes_found[ct] = {"found": len(present), "total": len(model_genes[ct]), "fraction": frac}
-        n_ct = int(counts.get(ct, 0))
-        if n_ct == 0:
-            continue
-        if frac < 0.5:
-            warnings.warn(
-                f"only {len(present)} of the {len(model_genes[ct])} genes of the {ct!r} model "
-                f"({100 * frac:.1f}%) are in the data; its scores rest on the genes found",
-                RecoveryWarning,
-                stacklevel=2,
-            )
-        if n_ct < MIN_CELLS:
-            unscored["too_few_cells"] += n_ct
-            continue
-        if len(present) < MIN_MODEL_GENES:
-            warnings.warn(
-                f"{n_ct} {ct!r} cells are not scored: only {len(present)} of the model's genes are in the "
-                f"data (at least {MIN_MODEL_GENES} needed; R returns NaN scores)",
-                RecoveryWarning,
-                stacklevel=2,
-            )
-            unscored["too_few_model_genes"] += n_ct
-            continue
-        g = _Group(
-            name=ct, w=w, genes=model_genes[ct], present=present,
-            cols=np.array([kept_pos[gene_pos[x]] for x in present], dtype=np.int64),
-            posneg="__" in str(w.index[0]),
-        )
-        g.rows = np.flatnonzero(labels == ct)
-        group_of_row[g.rows] = len(groups)
-        groups.append(g)
-    small = [ct for ct in present_types if int(counts[ct]) < MIN_CELLS]
-    if small:
-        warnings.warn(
-            f"{unscored['too_few_cells']} cells of cell types with fewer than {MIN_CELLS} cells are not scored "
-            f"(scores 0, SE {_NON_SE!r}): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in small),
-            RecoveryWarning,
-            stacklevel=2,
-        )
-    no_model = [ct for ct in counts.index if ct not in models]
-    n_unlabelled = int(sum(1 for x in labels if x is None))
-    unscored["no_model"] = int(sum(int(counts[ct]) for ct in no_model)) + n_unlabelled
-    if unscored["no_model"]:
-        warnings.warn(
-            f"{unscored['no_model']} cells have no model for their cell type and are not scored (scores 0, SE "
-            f"{_NON_SE!r}): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in no_model[:10])
-            + (f"{', ' if no_model else ''}unlabelled ({n_unlabelled})" if n_unlabelled else ""),
-            RecoveryWarning,
-            stacklevel=2,
-        )
-
+    unscored = dict.fromkeys(("no_model", "too_few_cells", "too_few_genes_expressed", "too_few_model_genes", "no_features"), 0)
+    groups, group_of_row, kept, genes_found = _groups(models, labels, inp, gene_symbols, counts, unscored)
+    _warn_unmodelled(models, labels, counts, unscored)
+    _log.info("%d cells, %d genes read of %d (%s); cell types scored: %s", n, len(kept), len(inp.genes), inp.where,
+              ", ".join(f"{g.name} ({len(g.rows)})" for g in groups) or "none")
     rows = _Rows(inp.x, np.array(kept, dtype=np.int64), genes_by_cells=inp.genes_by_cells)
     engine_kw: dict[str, Any] = dict(
         scale=bool(scale), cells_per_run=int(cells_per_run), mode=mode, threads=threads, guard=True,
         block_size=_block_size(len(kept)), cell_ids=inp.cell_ids, gene_names=_Names(inp.genes, kept),
-        progress=progress,
+        progress=progress, refuse_negative=inp.negative_error,
     )
     if client is None:
         engine = _Engine(rows, groups, group_of_row, **engine_kw)
@@ -1053,77 +1262,19 @@ def recover(
         from .dask import _DaskEngine
 
         engine = _DaskEngine(rows, groups, group_of_row, client=client, **engine_kw)
-    timings = {"statistics_s": 0.0, "runs_s": 0.0}
-    if groups:
-        t0 = time.perf_counter()
-        engine.statistics()
-        timings["statistics_s"] = time.perf_counter() - t0
-        omitted = int(engine.omitted.sum())
-        if omitted:
-            by_type = pd.Series(labels[engine.omitted]).value_counts()
-            warnings.warn(
-                f"{omitted} cells express fewer than {MIN_GENES_EXPRESSED} model genes and are not scored "
-                "(scores 0, SE 'NonSE'): " + ", ".join(f"{ct} ({c})" for ct, c in by_type.items()),
-                RecoveryWarning,
-                stacklevel=2,
-            )
-        unscored["too_few_genes_expressed"] = omitted
-        t0 = time.perf_counter()
-        engine.run()
-        timings["runs_s"] = time.perf_counter() - t0
-
-    # Assemble: scores over the sorted union of SE names.
-    se_names = _collate.collate_sorted({se for w in models.values() for se in w.columns}, collation)
-    se_col = {se: i for i, se in enumerate(se_names)}
-    scores = np.zeros((n, len(se_names)))
-    run_rows = []
-    for r in engine.results:
-        g = groups[r.group]
-        if r.scores is None:
-            unscored[r.failure or "no_features"] += len(r.rows)
-            warnings.warn(
-                f"{len(r.rows)} {g.name!r} cells of run {r.run + 1} are not scored: no model feature is left "
-                "after the zero-variance filter",
-                RecoveryWarning,
-                stacklevel=2,
-            )
-        else:
-            cols = np.array([se_col[se] for se in g.w.columns])
-            scores[r.rows[:, None], cols[None, :]] = np.nan_to_num(r.scores, nan=0.0)
-        run_rows.append(
-            {
-                "CellType": g.name, "run": r.run + 1, "n_cells": len(r.rows),
-                "first_cell": inp.cell_ids[r.rows[0]], "last_cell": inp.cell_ids[r.rows[-1]],
-                "n_features": r.n_features, "n_iter": r.n_iter, "max_V": r.max_v, "nnz_V": r.nnz_v,
-            }
-        )
-    best = scores.argmax(axis=1) if len(se_names) else np.zeros(n, dtype=np.int64)
-    pred = scores[np.arange(n), best]
-    init = np.asarray(se_names, dtype=object)[best]
-    se = np.where((pred < float(min_score)) | (pred == 0), _NON_SE, init).astype(object)
-    index = pd.Index(inp.cell_ids)
-    out = pd.concat(
-        [
-            pd.DataFrame({"CellType": labels, "InitSE": init, "SE": se, "PredScore": pred}, index=index),
-            pd.DataFrame(scores, index=index, columns=se_names),
-        ],
-        axis=1,
-    )
+    timings = _run_engine(engine, groups, labels, unscored)
+    out, scores, se_names, runs_df = _assemble(engine, groups, models, labels, inp, min_score, collation, unscored)
     # Models from load_published_models carry R's default-branch post-processing
     # (RecoverSE(Ws = NULL)): SE_CellStates pairs and the SE01..SE11 renaming of SE.
     post = _published_postprocess(model)
     if post is not None:
         out = post(out)
-    runs_df = pd.DataFrame(
-        run_rows,
-        columns=["CellType", "run", "n_cells", "first_cell", "last_cell", "n_features", "n_iter", "max_V", "nnz_V"],
-    )
     info: dict[str, Any] = {
         "params": {
             "celltype_key": celltype_key if celltypes is None else "",
             "min_score": float(min_score), "scale": bool(scale), "cells_per_run": int(cells_per_run),
             "mode": mode, "collation": collation, "gene_symbols": gene_symbols or "",
-            "n_cells": n, "raw_count_guard_fired": bool(engine.guard_fired),
+            "matrix": inp.where, "n_cells": n, "raw_count_guard_fired": bool(engine.guard_fired),
             "published_postprocess": post is not None,
         },
         "model": _model_provenance(model, models),
@@ -1146,11 +1297,34 @@ def recover(
     if inp.adata is None:
         return out
     target = inp.adata.copy() if copy else inp.adata
-    target.obs[key_added] = pd.Categorical(out["SE"].to_numpy())
-    target.obs[key_added + "_score"] = out["PredScore"].to_numpy()
-    target.obsm[key_added + "_scores"] = pd.DataFrame(scores, index=target.obs_names, columns=se_names)
-    target.uns[key_added] = info
+    _write(target, key_added, out, scores, se_names, info)
     return target if copy else out
+
+
+def _run_engine(engine: _Engine, groups: list[_Group], labels: np.ndarray, unscored: dict[str, int]) -> dict[str, float]:
+    """The statistics passes and the runs; returns their timings (also logged)."""
+    timings = {"statistics_s": 0.0, "runs_s": 0.0}
+    if not groups:
+        return timings
+    t0 = time.perf_counter()
+    engine.statistics()
+    timings["statistics_s"] = time.perf_counter() - t0
+    omitted = int(engine.omitted.sum())
+    if omitted:
+        by_type = pd.Series(labels[engine.omitted]).value_counts()
+        warnings.warn(
+            f"{omitted} cells express fewer than {MIN_GENES_EXPRESSED} model genes and are not scored "
+            "(scores 0, SE 'NonSE', scored False): " + ", ".join(f"{ct} ({c})" for ct, c in by_type.items()),
+            RecoveryWarning,
+            stacklevel=3,
+        )
+    unscored["too_few_genes_expressed"] = omitted
+    t0 = time.perf_counter()
+    engine.run()
+    timings["runs_s"] = time.perf_counter() - t0
+    _log.info("statistics passes %.2f s; %d runs (%s mode) %.2f s", timings["statistics_s"], len(engine.results),
+              engine.mode, timings["runs_s"])
+    return timings
 
 
 def _published_postprocess(model: Any) -> Any:

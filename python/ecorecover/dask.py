@@ -340,6 +340,8 @@ class _DaskEngine(_rec._Engine):
                     mn, mx, any_implicit_zero = min(mn, scan[0]), max(mx, scan[1]), any_implicit_zero or scan[2]
                 if om is not None:
                     self.omitted[a:b] = om
+            if first:
+                self._check_negative(mn)
             if first and self.guard and self._guard_fires(mn, mx, any_implicit_zero):
                 self.guard_fired = True
                 continue
@@ -371,7 +373,7 @@ class _DaskEngine(_rec._Engine):
         payloads: dict[int, Any] = {}
         pieces: dict[int, list[Any]] = {}
         pending: set[Any] = set()
-        bar = _rec._progress_bar(len(runs), self.progress, "recovering" if self.mode == "exact" else "recovering (fast)")
+        bar = _rec._progress_bar(len(runs), self.progress, f"ecorecover.recover: runs ({self.mode})")
 
         def collect(done: Any) -> None:
             for f in done:
@@ -445,7 +447,7 @@ def _train_runs(
         from tqdm import tqdm
 
         flat = [f for d in futures for f in d.values()]
-        with tqdm(total=len(seeds), desc="ecorecover.train: runs", unit="run") as bar:
+        with tqdm(total=len(seeds), desc="ecorecover.train: runs", unit="run", disable=None) as bar:
             left = {id(d): len(d) for d in futures}
             owner = {f.key: id(d) for d in futures for f in d.values()}
             for f in distributed.as_completed(flat):
