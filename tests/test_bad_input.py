@@ -693,3 +693,65 @@ def test_ses_absent_from_some_cell_types(base: SimpleNamespace, mode: str) -> No
     assert scored.mean() > 0.9
     s = res.loc[scored, ["nonSE", "SE01", "SE03"]].to_numpy().sum(axis=1)
     assert np.abs(s - 1).max() <= 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# n_jobs: an absurd thread count is refused at once by every public function that takes it
+
+
+def _n_jobs_calls(ctx: SimpleNamespace, n_jobs: Any) -> dict[str, Callable[[], Any]]:
+    """Every public function with an ``n_jobs`` argument, called on valid small input."""
+    from ecorecover import dask as edask
+    from ecorecover import nmf
+
+    x = ctx.adata.X.toarray()
+    w = ctx.model["B"]
+    bulk = pd.DataFrame(x[:20].T, index=ctx.adata.var_names, columns=[f"s{i}" for i in range(20)])
+    v, w0, h = np.ones((6, 5)), np.ones((6, 2)), np.ones((2, 5))
+    cells_b = ctx.adata[ctx.adata.obs.CellType == "B"]
+    return {
+        "train": lambda: _train(ctx.adata, n_jobs=n_jobs),
+        "recover": lambda: _recover(ctx.adata.copy(), ctx.model, n_jobs=n_jobs),
+        "nmf_predict": lambda: er.nmf_predict(w, cells_b, n_jobs=n_jobs),
+        "deconvolve": lambda: er.deconvolve(bulk, w, n_jobs=n_jobs),
+        "loocv": lambda: er.loocv(ctx.adata.copy(), n_jobs=n_jobs, progress=False),
+        "log_normalize": lambda: log_normalize(ctx.raw.X, n_jobs=n_jobs),
+        "scale": lambda: er.preprocessing.scale(x, n_jobs=n_jobs),
+        "update_h": lambda: nmf.update_h(v, w0, h, n_jobs=n_jobs),
+        "update_w": lambda: nmf.update_w(v, w0, h, n_jobs=n_jobs),
+        "solve_h_fast": lambda: nmf.solve_h_fast(sp.csr_matrix(v.T), w0, w0, n_jobs=n_jobs),
+        "dask.train": lambda: edask.train(ctx.adata, n_jobs=n_jobs, **TRAIN_KW),
+        "dask.recover": lambda: edask.recover(ctx.adata.copy(), ctx.model, n_jobs=n_jobs, progress=False),
+    }
+
+
+N_JOBS_API = ["train", "recover", "nmf_predict", "deconvolve", "loocv", "log_normalize", "scale", "update_h",
+              "update_w", "solve_h_fast", "dask.train", "dask.recover"]
+
+
+def test_every_n_jobs_function_is_covered() -> None:
+    """N_JOBS_API is complete: it lists every public function with an n_jobs argument (the Dask
+    wrappers take it through **kwargs)."""
+    import inspect
+
+    found = {"dask.train", "dask.recover"}
+    public = [(er, n) for n in er.__all__]
+    public += [(m, n) for m in (er.nmf, er.preprocessing) for n in dir(m) if getattr(getattr(m, n), "__module__", "") == m.__name__]
+    for mod, name in public:
+        obj = getattr(mod, name)
+        if inspect.isfunction(obj) and not name.startswith("_") and "n_jobs" in inspect.signature(obj).parameters:
+            found.add(name)
+    assert found == set(N_JOBS_API)
+
+
+@pytest.mark.parametrize("n_jobs", [10**6, 2**63])
+@pytest.mark.parametrize("api", N_JOBS_API)
+def test_absurd_n_jobs_is_refused_at_once(base: SimpleNamespace, api: str, n_jobs: int) -> None:
+    """Issue 14.6: n_jobs=10**6 used to start that many OS threads; now a ValueError, in < 1 s."""
+    import time
+
+    call = _n_jobs_calls(base, n_jobs)[api]
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"n_jobs={n_jobs} is more threads than this machine can use: at most \d+"):
+        call()
+    assert time.perf_counter() - start < 1.0

@@ -58,14 +58,40 @@ def check_finite(values: np.ndarray, name: str) -> None:
         )
 
 
+#: ``n_jobs`` above ``max(MIN_MAX_N_JOBS, N_JOBS_PER_CORE * cores)`` is refused (see :func:`resolve_n_jobs`).
+MIN_MAX_N_JOBS = 256
+N_JOBS_PER_CORE = 4
+
+
+def max_n_jobs() -> int:
+    """The largest ``n_jobs`` accepted on this machine: ``max(256, 4 * os.cpu_count())``."""
+    return max(MIN_MAX_N_JOBS, N_JOBS_PER_CORE * (os.cpu_count() or 1))
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int | None:
-    """Map scikit-learn style ``n_jobs`` to a thread count (None: rayon's default pool)."""
+    """Map scikit-learn style ``n_jobs`` to a thread count (None: rayon's default pool).
+
+    ``None`` or ``-1``: all cores; ``-k``: all cores but ``k - 1`` (at least 1); a positive
+    count: that many threads, up to :func:`max_n_jobs` = ``max(256, 4 * os.cpu_count())``.
+    Larger counts are refused with a ``ValueError``: every thread is an OS thread, and
+    ``n_jobs=10**6`` would keep creating them and starve the machine without any speed-up
+    (results never depend on ``n_jobs``). Every public function taking ``n_jobs`` checks it
+    here before doing any work.
+    """
     if n_jobs is None:
         return None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)):
         raise TypeError(f"n_jobs must be an integer or None, got {type(n_jobs).__name__}")
+    n_jobs = int(n_jobs)
     if n_jobs == 0:
         raise ValueError("n_jobs must not be 0 (use None, -1 for all cores, or a positive count)")
     if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
-    return int(n_jobs)
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    cap = max_n_jobs()
+    if n_jobs > cap:
+        raise ValueError(
+            f"n_jobs={n_jobs} is more threads than this machine can use: at most {cap} "
+            f"(max({MIN_MAX_N_JOBS}, {N_JOBS_PER_CORE} x {os.cpu_count() or 1} cores)); "
+            "use None or -1 for all cores"
+        )
+    return n_jobs

@@ -60,6 +60,7 @@ import scipy.sparse as sp
 
 from . import _recover as _rec
 from . import _train as _tr
+from ._validation import resolve_n_jobs
 
 __all__ = ["recover", "train", "get_client"]
 
@@ -124,6 +125,7 @@ def recover(adata: Any, model: Mapping[str, Any], *, client: Any = None, **kwarg
     As :func:`ecorecover.recover`: the same table and the same fields in ``adata``, bit for
     bit the in-process results (exact and fast modes).
     """
+    resolve_n_jobs(kwargs.get("n_jobs"))  # ignored here, but a bad value is still an error
     return _rec.recover(adata, model, client=get_client(client), **kwargs)
 
 
@@ -143,6 +145,7 @@ def train(adata: Any, *, client: Any = None, **kwargs: Any) -> Any:
     **kwargs
         Every other argument of :func:`ecorecover.train` (``n_runs``, ``seed``, ...).
     """
+    resolve_n_jobs(kwargs.get("n_jobs"))  # before looking for a client
     return _tr.train(adata, client=get_client(client), **kwargs)
 
 

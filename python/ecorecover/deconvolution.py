@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from . import preprocessing as _pp
 from ._recover import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
+from ._validation import resolve_n_jobs
 
 __all__ = ["deconvolve", "DeconvolutionWarning"]
 
@@ -176,6 +177,7 @@ def deconvolve(
     """
     if isinstance(samples_per_run, bool) or not isinstance(samples_per_run, (int, np.integer)) or samples_per_run < 1:
         raise ValueError(f"samples_per_run must be a positive integer, got {samples_per_run!r}")
+    resolve_n_jobs(n_jobs)  # refuse a bad n_jobs before any work
     w = _model_frame(model_w)
     x, samples, genes = _bulk_matrix(bulk)
     if len(set(samples)) != len(samples):
