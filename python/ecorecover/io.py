@@ -2,14 +2,25 @@
 
 ``.rds`` files are read with the ``rdata`` package (``pip install ecorecover[rds]``); ``.tsv``
 files need nothing extra and are parsed exactly (17-digit numbers round-trip).
+
+Model files are untrusted input: a file is at most :data:`MAX_MODEL_FILE_BYTES` on disk, a
+compressed one is decompressed as a stream and refused once it grows past
+``max(MIN_DECOMPRESSED_LIMIT, MAX_COMPRESSION_RATIO x its size)`` (before anything is parsed), an
+``.rds`` may hold only vectors, lists and their attributes (no environments, closures, language
+objects...), and every name list (list names, dimnames, row names) must match what it labels.
+Problems raise :class:`ecorecover.model.ModelFileError` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
+import io
+import lzma
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -18,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._collate import collate_sorted
-from .model import RecoveryModel
+from .model import ModelFileError, RecoveryModel, _as_weight_frame
 
 __all__ = [
     "read_r_models",
@@ -88,27 +99,107 @@ def _cell_type_from_name(path: Path) -> str:
     return m.group("ct") if m else stem
 
 
+# -- bounded reading of untrusted files ---------------------------------------------------------
+#: Largest model file read (bytes on disk).
+MAX_MODEL_FILE_BYTES = 1 << 30
+#: A compressed model file may always decompress to this many bytes...
+MIN_DECOMPRESSED_LIMIT = 16 << 20
+#: ... or to this many times its size if that is more (real models compress 1.2-3 fold).
+MAX_COMPRESSION_RATIO = 64
+
+_COMPRESSED = {b"\x1f\x8b": ("gzip", gzip.open), b"BZh": ("bzip2", bz2.open), b"\xfd7zXZ\x00": ("xz", lzma.open)}
+
+
+def _compression(head: bytes) -> tuple[str, Any] | None:
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The (decompressed) content of a model file, refusing oversized files and decompression
+    bombs before they are materialised: the stream is decompressed in 1 MiB pieces and abandoned
+    as soon as it exceeds the limit."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc}") from None
+    if not path.is_file():
+        raise ModelFileError(f"{path} is not a regular file")
+    if size > MAX_MODEL_FILE_BYTES:
+        raise ModelFileError(f"{path} is {size} bytes, more than the {MAX_MODEL_FILE_BYTES} a model file may have")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    kind = _compression(head)
+    if kind is None:
+        return path.read_bytes()
+    name, opener = kind
+    limit = min(MAX_MODEL_FILE_BYTES, max(MIN_DECOMPRESSED_LIMIT, MAX_COMPRESSION_RATIO * size))
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with opener(path, "rb") as fh:
+            while True:
+                piece = fh.read(1 << 20)
+                if not piece:
+                    break
+                total += len(piece)
+                if total > limit:
+                    raise ModelFileError(
+                        f"{path}: the {size}-byte {name} stream decompresses to more than {limit} bytes "
+                        f"(limit max({MIN_DECOMPRESSED_LIMIT}, {MAX_COMPRESSION_RATIO} x the file size)); refusing it "
+                        "as a decompression bomb"
+                    )
+                chunks.append(piece)
+    except ModelFileError:
+        raise
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+        raise ModelFileError(f"{path}: damaged {name} stream: {exc}") from None
+    data = b"".join(chunks)
+    if _compression(data[:8]) is not None:
+        raise ModelFileError(f"{path}: compressed twice ({name} of a compressed stream); not a model file")
+    return data
+
+
 # -- readers for one file ---------------------------------------------------------------------
 def _read_tsv(path: Path) -> pd.DataFrame:
     """A W matrix written by R (``write.table``) or pandas: features in the first column."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, None)
-        first = next(reader, None)
+    data = _read_bounded(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not UTF-8 text ({exc}); expected a W matrix as TSV") from None
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    header = next(rows, None)
+    first = next(rows, None)
     if header is None:
-        raise ValueError(f"{path} is empty, expected a W matrix (features x SEs) as TSV")
+        raise ModelFileError(f"{path} is empty, expected a W matrix (features x SEs) as TSV")
     # R's write.table(row.names = TRUE) omits the row-name column from the header.
     ses = header if first is not None and len(first) == len(header) + 1 else header[1:]
     dup = sorted({s for s in ses if ses.count(s) > 1})
     if dup:
-        raise ValueError(f"{path}: duplicated SE column names {dup}")
-    df = pd.read_csv(
-        path, sep="\t", header=None, skiprows=1, index_col=0, float_precision="round_trip",
-        dtype={0: str}, keep_default_na=False, na_values={c: ["NA", "NaN", ""] for c in range(1, len(ses) + 1)},
-    )
+        raise ModelFileError(f"{path}: duplicated SE column names {dup}")
+    width = len(ses) + 1
+    if first is not None:  # every row: a feature name and one value per SE (blank lines skipped)
+        row, line = first, rows.line_num
+        while row is not None:
+            if row and len(row) != width:
+                raise ModelFileError(
+                    f"{path}: ragged table: line {line} has {len(row)} fields, expected {width} "
+                    f"(a feature name and {len(ses)} SE values)"
+                )
+            row = next(rows, None)
+            line = rows.line_num
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), sep="\t", header=None, skiprows=1, index_col=0, float_precision="round_trip",
+            dtype={0: str}, keep_default_na=False, na_values={c: ["NA", "NaN", ""] for c in range(1, len(ses) + 1)},
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ModelFileError(f"{path}: cannot parse the W matrix: {exc}") from None
     if df.shape[1] != len(ses):
-        raise ValueError(f"{path}: the header names {len(ses)} SE columns but the rows hold {df.shape[1]}")
+        raise ModelFileError(f"{path}: the header names {len(ses)} SE columns but the rows hold {df.shape[1]}")
     df.columns = ses
     df.index.name = None
     return df
@@ -118,32 +209,172 @@ def _r_object_to_frame(obj: Any, what: str) -> pd.DataFrame:
     """Convert one rdata-converted R object (matrix with dimnames or data.frame) to a W frame."""
     if isinstance(obj, pd.DataFrame):
         if isinstance(obj.index, pd.RangeIndex):
-            raise ValueError(f"{what}: the data.frame has no row names; the feature names are needed")
+            raise ModelFileError(f"{what}: the data.frame has no row names; the feature names are needed")
         return obj
     values = getattr(obj, "values", obj)
     values = np.asarray(values)
     if values.ndim != 2:
-        raise ValueError(f"{what}: expected a matrix (features x SEs), got an R object of shape {values.shape}")
+        raise ModelFileError(f"{what}: expected a matrix (features x SEs), got an R object of shape {values.shape}")
     coords = [getattr(obj, "coords", {}).get(d) for d in getattr(obj, "dims", ())]
     if len(coords) != 2 or any(c is None for c in coords):
-        raise ValueError(f"{what}: the matrix has no row and column names (dimnames); feature and SE names are needed")
-    return pd.DataFrame(values, index=[str(x) for x in coords[0].values], columns=[str(x) for x in coords[1].values])
+        raise ModelFileError(
+            f"{what}: the matrix has no row and column names (dimnames); feature and SE names are needed"
+        )
+    rows, cols = [str(x) for x in coords[0].values], [str(x) for x in coords[1].values]
+    if (len(rows), len(cols)) != values.shape:
+        raise ModelFileError(f"{what}: a {values.shape} matrix with {len(rows)} row and {len(cols)} column names")
+    return pd.DataFrame(values, index=rows, columns=cols)
+
+
+#: R object types a model .rds may hold: vectors, lists, strings and the pairlists / symbols of
+#: their attributes (no environments, closures, promises, language objects, external pointers...).
+_R_ALLOWED = ("NIL", "NILVALUE", "SYM", "LIST", "CHAR", "LGL", "INT", "REAL", "STR", "VEC")
+_R_MAX_DEPTH = 32
+
+
+def _r_len(obj: Any) -> int:
+    v = obj.value
+    if v is None:
+        return 0
+    return int(v.size) if isinstance(v, np.ndarray) else len(v)
+
+
+def _r_attributes(obj: Any, what: str) -> dict[str, Any]:
+    """The attributes of a parsed R object (a tagged pairlist) as name -> RObject."""
+    out: dict[str, Any] = {}
+    node = obj.attributes
+    while node is not None and node.info.type.name == "LIST":
+        tag = node.tag
+        name = tag.value.value if tag is not None and tag.info.type.name == "SYM" else None
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        out[name] = node.value[0]
+        node = node.value[1]
+    return out
+
+
+def _r_strings(obj: Any) -> list[Any]:
+    if obj.info.type.name != "STR":
+        return []
+    return [None if c.value is None else c.value for c in obj.value]
+
+
+def _check_r_object(obj: Any, what: str, depth: int = 0) -> None:
+    """Refuse R objects a model file has no business holding, and name lists (names, dim,
+    dimnames, data.frame row names) that do not match what they label, before conversion."""
+    kind = obj.info.type.name
+    if kind not in _R_ALLOWED:
+        raise ModelFileError(
+            f"{what}: holds an R object of type {kind}; a model file holds only numeric matrices, data.frames "
+            "and named lists of them"
+        )
+    if depth > _R_MAX_DEPTH:
+        raise ModelFileError(f"{what}: R objects nested more than {_R_MAX_DEPTH} deep")
+    attrs = _r_attributes(obj, what)
+    for name, value in attrs.items():
+        _check_r_object(value, f"{what} (attribute {name!r})", depth + 1)
+    if kind == "VEC":
+        for i, el in enumerate(obj.value):
+            _check_r_object(el, f"{what}[[{i + 1}]]", depth + 1)
+    if kind not in ("LGL", "INT", "REAL", "STR", "VEC"):
+        return
+    n = _r_len(obj)
+    if "names" in attrs:
+        names = attrs["names"]
+        if names.info.type.name != "STR" or _r_len(names) != n:
+            raise ModelFileError(f"{what}: has {n} elements but {_r_len(names)} names")
+    classes = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in _r_strings(attrs["class"])] \
+        if "class" in attrs else []
+    if "dim" in attrs:
+        dim = attrs["dim"]
+        dims = [int(x) for x in np.asarray(dim.value).ravel()] if dim.info.type.name in ("INT", "REAL") else []
+        if not dims or any(d < 0 for d in dims) or int(np.prod(np.array(dims, dtype=object))) != n:
+            raise ModelFileError(f"{what}: dim {dims} does not match its {n} values")
+        if "dimnames" in attrs:
+            dn = attrs["dimnames"]
+            parts = dn.value if dn.info.type.name == "VEC" else None
+            if parts is None or len(parts) != len(dims):
+                raise ModelFileError(f"{what}: dimnames do not match its {len(dims)} dimensions")
+            for axis, (part, d) in enumerate(zip(parts, dims)):
+                if part.info.type.name not in ("NIL", "NILVALUE") and _r_len(part) != d:
+                    label = ("row", "column")[axis] if axis < 2 else f"dimension {axis + 1}"
+                    raise ModelFileError(f"{what}: has {d} {label}s but {_r_len(part)} {label} names")
+    if "data.frame" in classes and kind == "VEC":
+        lengths = {_r_len(col) for col in obj.value}
+        if len(lengths) > 1:
+            raise ModelFileError(f"{what}: a data.frame with columns of different lengths {sorted(lengths)}")
+        nrow = lengths.pop() if lengths else 0
+        rn = attrs.get("row.names")
+        if rn is not None:
+            v = np.asarray(rn.value) if rn.info.type.name in ("INT", "REAL") else None
+            # R's compact form c(NA, -n) / c(NA, n) for automatic row names
+            if v is not None and v.size == 2 and rn.info.type.name == "INT" and v[0] == np.iinfo(np.int32).min:
+                declared = abs(int(v[1]))
+            else:
+                declared = _r_len(rn)
+            if declared != nrow:
+                raise ModelFileError(f"{what}: a data.frame of {nrow} rows with {declared} row names")
+
+
+def _safe_altrep_map(budget: int) -> dict[bytes, Any]:
+    """rdata's ALTREP constructors, with compact sequences (declared length, start, step: a few
+    bytes that expand to any size) limited to ``budget`` elements."""
+    from rdata.parser import DEFAULT_ALTREP_MAP
+
+    out = dict(DEFAULT_ALTREP_MAP)
+    for key in (b"compact_intseq", b"compact_realseq"):
+        inner = out.get(key)
+        if inner is None:  # pragma: no cover - rdata version without it
+            continue
+
+        def checked(state: Any, _inner: Any = inner, _key: bytes = key) -> Any:
+            n = int(np.asarray(state.value).ravel()[0])
+            if not 0 <= n <= budget:
+                raise ModelFileError(f"a {_key.decode()} sequence declares {n} elements (at most {budget} here)")
+            return _inner(state)
+
+        out[key] = checked
+    return out
 
 
 def _read_rds(path: Path) -> dict[str | None, pd.DataFrame]:
     """An .rds holding one W matrix (key None) or a named list of them (keys = cell types)."""
     rdata = _import_rdata()
+    data = _read_bounded(path)
     try:
-        obj = rdata.read_rds(path)
-    except Exception as exc:  # rdata raises assorted errors on bad input
-        raise ValueError(f"cannot read {path} as an R .rds file: {exc}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
+            parsed = rdata.parser.parse_data(
+                data, expand_altrep=True, altrep_constructor_dict=_safe_altrep_map(len(data) // 4 + 1024),
+                extension=".rds",
+            )
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    except Exception as exc:  # rdata raises assorted errors on bad input  # noqa: BLE001
+        raise ModelFileError(f"cannot read {path} as an R .rds file: {type(exc).__name__}: {exc}") from None
+    del data
+    top = parsed.object
+    _check_r_object(top, str(path))
+    if top.info.type.name == "VEC":
+        attrs = _r_attributes(top, str(path))
+        classes = _r_strings(attrs["class"]) if "class" in attrs else []
+        if b"data.frame" not in classes and "data.frame" not in classes:
+            names = [None if x is None else x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                     for x in _r_strings(attrs["names"])] if "names" in attrs else []
+            if not names:
+                raise ModelFileError(f"{path}: holds an unnamed list; a list of W matrices must be named by cell type")
+            if any(not n for n in names):
+                raise ModelFileError(f"{path}: the list has unnamed elements; elements must be named by cell type")
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ModelFileError(f"{path}: the list names cell type(s) {dup} more than once")
+    try:
+        obj = rdata.conversion.convert(parsed)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFileError(f"cannot convert the R objects of {path}: {type(exc).__name__}: {exc}") from None
     if isinstance(obj, Mapping):
-        names = [str(k) for k in obj]
-        if any(not n for n in names):
-            raise ValueError(f"{path}: the list has unnamed elements; elements must be named by cell type")
         return {str(k): _r_object_to_frame(v, f"{path}[[{str(k)!r}]]") for k, v in obj.items()}
     if isinstance(obj, list):
-        raise ValueError(f"{path}: holds an unnamed list; a list of W matrices must be named by cell type")
+        raise ModelFileError(f"{path}: holds an unnamed list; a list of W matrices must be named by cell type")
     return {None: _r_object_to_frame(obj, str(path))}
 
 
@@ -237,7 +468,12 @@ def read_r_models(path_or_paths: PathLike | Sequence[PathLike], *, source: str |
             ct = _cell_type_from_name(p) if ct is None else ct
             if ct in weights:
                 raise ValueError(f"cell type {ct!r} is given twice: by {origin[ct]} and by {p}")
-            weights[ct] = w
+            if not ct:
+                raise ModelFileError(f"{p}: gives an empty cell type name")
+            try:  # checked here so that the message names the file
+                weights[ct] = _as_weight_frame(ct, w, coerce_labels=True)
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"{p}: {exc}") from None
             origin[ct] = str(p)
     params = {"reader": "ecorecover.read_r_models", "files": origin}
     return RecoveryModel(weights, params=params, source=source or default_source)
