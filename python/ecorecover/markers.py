@@ -25,7 +25,7 @@ _UNASSIGNED = "NonSE"
 
 
 class MarkerWarning(UserWarning):
-    """A gene set matched no expressed gene (its row is all NaN), or the input looks like raw counts."""
+    """A gene set matched no expressed gene: its row of the result is all NaN."""
 
 
 def _gene_list(value: Any, name: str, where: str) -> list[str]:
@@ -35,7 +35,9 @@ def _gene_list(value: Any, name: str, where: str) -> list[str]:
     if isinstance(value, pd.Categorical):
         value = np.asarray(value.astype(object))
     if not isinstance(value, (np.ndarray, list, tuple, pd.Index, pd.Series)):
-        raise ValueError(f"{where}: gene set {name!r} must be a character vector of gene names, got {type(value).__name__}")
+        raise ValueError(
+            f"{where}: gene set {name!r} must be a character vector of gene names, got {type(value).__name__}"
+        )
     arr = np.asarray(value, dtype=object).ravel()
     if arr.size == 0:
         return []
@@ -101,9 +103,9 @@ def _expression(adata: Any, layer: str | None) -> Any:
             "ecorecover.preprocessing.log_normalize); the matrix holds negative values (scaled data?)"
         )
     if looks_like_raw_counts(x):
-        warnings.warn(
-            "the expression looks like raw counts (max > 80); marker_expression expects log-normalised data "
-            "(it averages expm1 of the values)", MarkerWarning, stacklevel=3,
+        raise ValueError(
+            "the expression looks like raw counts (max > 80); marker_expression needs log-normalised data "
+            "(it averages expm1 of the values): use ecorecover.preprocessing.log_normalize first"
         )
     return x
 
@@ -141,7 +143,8 @@ def marker_expression(
     ----------
     adata
         AnnData, cells x genes, log-normalised expression in ``X`` (or ``layers[layer]``),
-        non-negative, dense or sparse.
+        dense or sparse. Negative values (scaled data) and raw counts (max > 80) raise
+        ``ValueError``.
     groupby
         ``.obs`` column with the group (e.g. SE) of each cell; no missing labels.
     genesets
@@ -168,7 +171,9 @@ def marker_expression(
     avg = pd.DataFrame(_group_means_expm1(x, labels, levels), index=[str(g) for g in adata.var_names], columns=levels)
     avg = np.log2(avg[(avg > 0).any(axis=1)] + 1.0).drop(columns=[_UNASSIGNED], errors="ignore")
     if avg.shape[1] < 2:
-        raise ValueError(f"z-scoring across groups needs at least 2 groups besides {_UNASSIGNED!r}, got {list(avg.columns)}")
+        raise ValueError(
+            f"z-scoring across groups needs at least 2 groups besides {_UNASSIGNED!r}, got {list(avg.columns)}"
+        )
     present = set(avg.index)
     rows = np.full((len(sets), avg.shape[1]), np.nan)
     for i, (name, genes) in enumerate(sets.items()):
@@ -176,8 +181,11 @@ def marker_expression(
         if use:
             rows[i] = avg.loc[use].to_numpy().mean(axis=0)
         else:
-            warnings.warn(f"gene set {name!r}: none of its {len(genes)} gene(s) is expressed in the data; its row is NaN",
-                          MarkerWarning, stacklevel=2)
+            warnings.warn(
+                f"gene set {name!r}: none of its {len(genes)} gene(s) is expressed in the data; its row is NaN",
+                MarkerWarning,
+                stacklevel=2,
+            )
     ok = ~np.isnan(rows).any(axis=1)
     if ok.any():
         rows[ok] = scale(rows[ok].T, method="dense", n_jobs=1).T

@@ -81,7 +81,9 @@ def _group_labels(groups: Any, counts: Any, cells: list[str]) -> np.ndarray:
             raise KeyError(f"groups={groups!r} is not a column of adata.obs (columns: {list(obs.columns)})")
         groups = obs[groups]
     if not isinstance(groups, pd.Series):
-        raise TypeError(f"groups must be a pandas Series indexed by cell id (or an .obs column name), got {type(groups).__name__}")
+        raise TypeError(
+            f"groups must be a pandas Series indexed by cell id (or an .obs column name), got {type(groups).__name__}"
+        )
     if len(groups) == 0:
         raise ValueError("groups is empty")
     index = groups.index.astype(str)
@@ -113,20 +115,28 @@ def _draw_fractions(rng: RRandom, levels: Sequence[str], n_mixtures: int) -> np.
     return frac / frac.sum(axis=1, keepdims=True)
 
 
-def _draw_cells(rng: RRandom, frac: np.ndarray, members: list[np.ndarray], n_cells: int, per_mixture: int) -> sp.csr_matrix:
+def _draw_cells(
+    rng: RRandom, frac: np.ndarray, members: list[np.ndarray], n_cells: int, per_mixture: int
+) -> sp.csr_matrix:
     """Mixtures x cells weights: per mixture, per group ``round(frac * per_mixture)`` cells drawn
     with replacement (R's ``sample(cells, n, replace = TRUE)``), each weighing 1 / cells drawn."""
-    rows = []
+    rows, cols, vals = [], [], []
     for i in range(frac.shape[0]):
         drawn = []
         for j, cells in enumerate(members):
             n = int(np.round(frac[i, j] * per_mixture))  # R's round(): half to even
             if n > 0:
                 drawn.append(cells[rng.sample_int_replace(cells.size, n) - 1])
-        picked = np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64)
-        weight = np.bincount(picked, minlength=n_cells).astype(np.float64)
-        rows.append(weight / picked.size if picked.size else weight)
-    return sp.csr_matrix(np.vstack(rows))
+        if drawn:
+            picked = np.concatenate(drawn)
+            ids, times = np.unique(picked, return_counts=True)
+            rows.append(np.full(ids.size, i))
+            cols.append(ids)
+            vals.append(times / picked.size)
+    if not rows:
+        return sp.csr_matrix((frac.shape[0], n_cells))
+    data = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
+    return sp.csr_matrix(data, shape=(frac.shape[0], n_cells))
 
 
 def pseudobulks(
@@ -175,7 +185,9 @@ def pseudobulks(
     """
     n_mixtures = _check_positive_int(n_mixtures, "n_mixtures")
     if n_mixtures > _POOL:
-        raise ValueError(f"n_mixtures must be <= {_POOL} (R samples the fractions from {_POOL} normal draws), got {n_mixtures}")
+        raise ValueError(
+            f"n_mixtures must be <= {_POOL} (R samples the fractions from {_POOL} normal draws), got {n_mixtures}"
+        )
     per_mixture = _check_positive_int(cells_per_mixture, "cells_per_mixture")
     x, cells, genes = _counts_cells_by_genes(counts, layer)
     labels = _group_labels(groups, counts, cells)
@@ -192,8 +204,8 @@ def pseudobulks(
     weights = _draw_cells(rng, frac, members, len(cells), per_mixture)
     totals = np.asarray(x.sum(axis=1)).ravel()
     inv = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
-    cp10k = (sp.diags(inv) @ x) * _SCALE_FACTOR if sp.issparse(x) else x * inv[:, None] * _SCALE_FACTOR
-    mixed = np.asarray((weights @ cp10k).todense() if sp.issparse(cp10k) else weights @ cp10k)
+    mixed = (weights @ sp.diags(inv)) @ x  # mean CP10k over the drawn cells, without copying x
+    mixed = np.asarray(mixed.todense() if sp.issparse(mixed) else mixed) * _SCALE_FACTOR
     names = [f"Pseudobulk{i + 1}" for i in range(frac.shape[0])]
     fractions = pd.DataFrame(frac, index=pd.Index(names, name="mixture"), columns=list(levels))
     mixtures = pd.DataFrame(log_normalize(mixed, n_jobs=1).T, index=pd.Index(genes, name="gene"), columns=names)
