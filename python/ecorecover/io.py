@@ -336,19 +336,55 @@ def _safe_altrep_map(budget: int) -> dict[bytes, Any]:
     return out
 
 
+def _parse_rds(rdata: Any, data: bytes) -> Any:
+    """Parse decompressed .rds bytes with rdata's parsers, refusing what can make them allocate
+    more than the data holds: vectors declared longer than the data (the ASCII parser allocates
+    the declared length), compact sequences, and byte code (which declares a table size)."""
+    budget = len(data) + 1024
+    altrep = _safe_altrep_map(budget // 4)
+    try:
+        from rdata.parser._ascii import ParserASCII
+        from rdata.parser._binary import ParserBinary
+        from rdata.parser._xdr import ParserXDR
+    except ImportError:  # pragma: no cover - older rdata: its own parser on the bounded data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
+            return rdata.parser.parse_data(data, expand_altrep=True, altrep_constructor_dict=altrep, extension=".rds")
+    formats = ((b"X\n", ParserXDR), (b"A\r\n", ParserASCII), (b"A\n", ParserASCII), (b"B\n", ParserBinary))
+    base = next(((m, c) for m, c in formats if data.startswith(m)), None)
+    if base is None:
+        head = data[:5]
+        if head in (b"RDX2\n", b"RDX3\n", b"RDA2\n", b"RDA3\n", b"RDB2\n", b"RDB3\n"):
+            raise ModelFileError("it is an .RData file (save()), not an .rds file (saveRDS())")
+        raise ModelFileError("no R serialization header")
+    magic, parser_class = base
+
+    class _Bounded(parser_class):  # type: ignore[misc, valid-type]
+        def _parse_array_values(self, dtype: Any, length: int) -> Any:
+            if not 0 <= length <= budget:
+                raise ModelFileError(f"a vector declares {length} elements in {len(data)} bytes of data")
+            return super()._parse_array_values(dtype, length)
+
+        def _parse_bytecode(self, *args: Any, **kwargs: Any) -> Any:
+            raise ModelFileError("it holds R byte code (compiled functions); a model file holds only data")
+
+    parser = _Bounded(memoryview(data)[len(magic):], expand_altrep=True, altrep_constructor_dict=altrep)
+    parsed = parser.parse_all()
+    try:
+        parser.check_complete()
+    except AssertionError:
+        raise ModelFileError("trailing data after the R object") from None
+    return parsed
+
+
 def _read_rds(path: Path) -> dict[str | None, pd.DataFrame]:
     """An .rds holding one W matrix (key None) or a named list of them (keys = cell types)."""
     rdata = _import_rdata()
     data = _read_bounded(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
-            parsed = rdata.parser.parse_data(
-                data, expand_altrep=True, altrep_constructor_dict=_safe_altrep_map(len(data) // 4 + 1024),
-                extension=".rds",
-            )
+        parsed = _parse_rds(rdata, data)
     except ModelFileError as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
+        raise ModelFileError(f"cannot read {path} as an R .rds file: {exc}") from None
     except Exception as exc:  # rdata raises assorted errors on bad input  # noqa: BLE001
         raise ModelFileError(f"cannot read {path} as an R .rds file: {type(exc).__name__}: {exc}") from None
     del data
