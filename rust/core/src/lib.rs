@@ -13,6 +13,7 @@ pub mod nmf;
 pub mod preprocess;
 pub mod rng;
 pub mod sparse;
+pub mod spatial;
 
 pub use error::{CoreError, Result};
 

@@ -11,6 +11,7 @@ mod glue;
 mod nmf;
 mod preprocess;
 mod rng;
+mod spatial;
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -19,6 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     nmf::register(m)?;
     fast::register(m)?;
     rng::register(m)?;
+    spatial::register(m)?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(glue::_panic_for_tests, m)?)?;
     Ok(())

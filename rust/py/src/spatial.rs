@@ -1,0 +1,187 @@
+//! Bindings of `ecorecover_core::spatial`: the neighbour graph is built once in Rust and the
+//! permutation tests keep their generator and running moments between calls, so Python can
+//! run permutations in chunks (progress bar, Ctrl-C between chunks) without copying anything.
+
+use ecorecover_core::rng::RRandom;
+use ecorecover_core::spatial::{
+    coassociation_zscores, knn_graph, Colocalization, GroupPermuter, Moran, PermutationTest,
+};
+use ecorecover_core::CoreError;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::glue::{enter, slice};
+
+type Pair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
+fn check_codes(codes: &[u32], n: usize, name: &str) -> PyResult<()> {
+    match codes.iter().position(|&c| c as usize >= n) {
+        Some(i) => Err(PyValueError::new_err(format!("{name}[{i}] = {} is not below {n}", codes[i]))),
+        None => Ok(()),
+    }
+}
+
+/// The colocalization index of cell states with R's within-group permutations.
+#[pyclass(module = "ecorecover._core")]
+struct ColocalizationTest {
+    inner: PermutationTest<Colocalization>,
+}
+
+#[pymethods]
+impl ColocalizationTest {
+    /// Build the graph (`k_others` nearest other cells within `radius`, rows with fewer than
+    /// `min_cells` neighbours dropped) and seed R's generator with `seed`.
+    #[new]
+    #[pyo3(signature = (x, y, labels, n_states, groups, k_others, radius, min_cells, seed, n_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        x: PyReadonlyArray1<'_, f64>,
+        y: PyReadonlyArray1<'_, f64>,
+        labels: PyReadonlyArray1<'_, u32>,
+        n_states: usize,
+        groups: PyReadonlyArray1<'_, u32>,
+        k_others: usize,
+        radius: f64,
+        min_cells: usize,
+        seed: i32,
+        n_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let (x, y) = (slice(&x, "x")?, slice(&y, "y")?);
+        let (labels, groups) = (slice(&labels, "labels")?.to_vec(), slice(&groups, "groups")?);
+        check_codes(&labels, n_states, "labels")?;
+        if labels.len() != x.len() {
+            return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
+        }
+        let inner = enter(py, n_threads, move || {
+            let (graph, keep) = knn_graph(x, y, k_others, radius, min_cells)?;
+            let stat = Colocalization::new(graph, &keep, n_states)?;
+            Ok(PermutationTest::new(stat, GroupPermuter::new(labels, groups)?, RRandom::new(seed)))
+        })?;
+        Ok(ColocalizationTest { inner })
+    }
+
+    /// The observed index, row-major `S x S`.
+    fn observed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.observed().into_pyarray(py)
+    }
+
+    /// Kept cells per state (cells with at least `min_cells` neighbours).
+    fn kept_per_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        let c: Vec<u64> =
+            self.inner.stat.kept_per_state(self.inner.permuter.labels()).iter().map(|&v| v as u64).collect();
+        c.into_pyarray(py)
+    }
+
+    /// (kept cells, edges of kept cells).
+    fn sizes(&self) -> (usize, usize) {
+        (self.inner.stat.n_kept(), self.inner.stat.n_edges())
+    }
+
+    /// Permutations evaluated so far.
+    #[getter]
+    fn n_done(&self) -> usize {
+        self.inner.moments.count
+    }
+
+    /// Draw and evaluate `n` more permutations.
+    #[pyo3(signature = (n, n_threads=None))]
+    fn run(&mut self, py: Python<'_>, n: usize, n_threads: Option<usize>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        enter(py, n_threads, move || {
+            inner.run(n);
+            Ok::<_, CoreError>(())
+        })
+    }
+
+    /// (mean, sd) over the permutations so far, row-major `S x S` (NaN propagates).
+    fn moments<'py>(&self, py: Python<'py>) -> Pair<'py> {
+        (self.inner.moments.mean.clone().into_pyarray(py), self.inner.moments.sd().into_pyarray(py))
+    }
+
+    /// R's `CoassociationTest` on `z` (row-major `S x S`), continuing this generator.
+    fn coassociation<'py>(
+        &mut self,
+        py: Python<'py>,
+        z: PyReadonlyArray1<'py, f64>,
+        se: PyReadonlyArray1<'py, u32>,
+        n_se: usize,
+        n_perm: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let (z, se) = (slice(&z, "z")?, slice(&se, "se")?);
+        check_codes(se, n_se, "se")?;
+        let n_states = se.len();
+        let rng = &mut self.inner.rng;
+        Ok(enter(py, Some(1), move || coassociation_zscores(z, n_states, se, n_se, n_perm, rng))?.into_pyarray(py))
+    }
+}
+
+/// Moran's I of each label on a k-NN graph with R's within-group permutations.
+#[pyclass(module = "ecorecover._core")]
+struct MoranTest {
+    inner: PermutationTest<Moran>,
+}
+
+#[pymethods]
+impl MoranTest {
+    #[new]
+    #[pyo3(signature = (x, y, labels, n_labels, groups, k, seed, n_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        x: PyReadonlyArray1<'_, f64>,
+        y: PyReadonlyArray1<'_, f64>,
+        labels: PyReadonlyArray1<'_, u32>,
+        n_labels: usize,
+        groups: PyReadonlyArray1<'_, u32>,
+        k: usize,
+        seed: i32,
+        n_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let (x, y) = (slice(&x, "x")?, slice(&y, "y")?);
+        let (labels, groups) = (slice(&labels, "labels")?.to_vec(), slice(&groups, "groups")?);
+        check_codes(&labels, n_labels, "labels")?;
+        if labels.len() != x.len() {
+            return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
+        }
+        if k == 0 || k >= x.len() {
+            return Err(PyValueError::new_err(format!("k must be in 1..{} (cells - 1), got {k}", x.len())));
+        }
+        let inner = enter(py, n_threads, move || {
+            let (graph, _) = knn_graph(x, y, k, f64::INFINITY, 0)?;
+            let stat = Moran::new(graph, k, &labels, n_labels)?;
+            Ok(PermutationTest::new(stat, GroupPermuter::new(labels, groups)?, RRandom::new(seed)))
+        })?;
+        Ok(MoranTest { inner })
+    }
+
+    /// Observed Moran's I per label.
+    fn observed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.observed().into_pyarray(py)
+    }
+
+    #[getter]
+    fn n_done(&self) -> usize {
+        self.inner.moments.count
+    }
+
+    #[pyo3(signature = (n, n_threads=None))]
+    fn run(&mut self, py: Python<'_>, n: usize, n_threads: Option<usize>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        enter(py, n_threads, move || {
+            inner.run(n);
+            Ok::<_, CoreError>(())
+        })
+    }
+
+    fn moments<'py>(&self, py: Python<'py>) -> Pair<'py> {
+        (self.inner.moments.mean.clone().into_pyarray(py), self.inner.moments.sd().into_pyarray(py))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ColocalizationTest>()?;
+    m.add_class::<MoranTest>()?;
+    Ok(())
+}
