@@ -90,7 +90,7 @@ def check_nonnegative(src: MatrixSource, x: Any, cells: list[str], genes: list[s
     genes, dense or CSR/CSC, the matrix of ``src`` after conversion) holds a negative value."""
     if sp.issparse(x):
         csr = x.tocsr()
-        neg = np.flatnonzero(csr.data < 0)
+        neg = np.flatnonzero((csr.data < 0) & np.isfinite(csr.data))  # NaN/inf: reported elsewhere
         if not neg.size:
             return
         e = int(neg[0])
@@ -99,9 +99,10 @@ def check_nonnegative(src: MatrixSource, x: Any, cells: list[str], genes: list[s
         value = float(csr.data[e])
     else:
         arr = np.asarray(x)
-        if not arr.size or not (arr < 0).any():
+        neg = (arr < 0) & np.isfinite(arr)  # NaN/inf: reported elsewhere
+        if not arr.size or not neg.any():
             return
-        r, c = (int(v) for v in np.unravel_index(int(np.argmax(arr < 0)), arr.shape))
+        r, c = (int(v) for v in np.unravel_index(int(np.argmax(neg)), arr.shape))
         value = float(arr[r, c])
     raise negative_values_error(src, value, f" at cell {cells[r]!r}, gene {genes[c]!r}")
 

@@ -450,7 +450,7 @@ def _train_runs(
         from tqdm import tqdm
 
         flat = [f for d in futures for f in d.values()]
-        with tqdm(total=len(seeds), desc="ecorecover.train: runs", unit="run", disable=None) as bar:
+        with tqdm(total=len(seeds), desc="ecorecover.train: runs", unit="run") as bar:
             left = {id(d): len(d) for d in futures}
             owner = {f.key: id(d) for d in futures for f in d.values()}
             for f in distributed.as_completed(flat):

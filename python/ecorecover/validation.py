@@ -20,6 +20,8 @@ With a single sample, the cells of each cell type are split at random into two h
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import _collate
+from ._input_data import check_nonnegative, check_writable, record_written, select_matrix
 from ._train import TrainingInputError, train
 from ._validation import resolve_n_jobs
 from .rng import RRandom
@@ -45,7 +48,11 @@ _NON_SE = "NonSE"
 #: R draws the per-repeat seeds with ``sample(1:10000, repeats)``.
 _SEED_RANGE = 10000
 _MANAGED_TRAIN = {"celltype_key", "se_key", "sample_key", "seed", "meta", "progress", "n_jobs"}
-_MANAGED_RECOVER = {"celltype_key", "celltypes", "key_added", "copy", "progress", "n_jobs", "collation"}
+_MANAGED_RECOVER = {
+    "celltype_key", "celltypes", "key_added", "copy", "progress", "n_jobs", "collation", "layer", "use_raw", "overwrite",
+}
+MetricScheme = Literal["r", "all"]
+_log = logging.getLogger("ecorecover.loocv")
 
 
 class ValidationWarning(UserWarning):
@@ -196,40 +203,44 @@ def _plan_splits(
     return splits, single
 
 
-def _subset(adata: Any, rows: np.ndarray, cols: list[str]) -> Any:
+def _subset(adata: Any, rows: np.ndarray, cols: list[str], x: Any, var_names: list[str]) -> Any:
+    """The cells ``rows`` of ``adata`` with the chosen matrix ``x`` (X, a layer or raw.X) as X."""
     import anndata
 
-    x = adata.X[rows] if len(rows) else adata.X[:0]
+    sub = x[rows] if len(rows) else x[:0]
     obs = adata.obs.iloc[rows][cols].copy()
-    return anndata.AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
+    return anndata.AnnData(X=sub, obs=obs, var=pd.DataFrame(index=pd.Index(var_names)))
 
 
 def _run_split(
     adata: Any, sp: _Split, keys: dict[str, Any], train_kwargs: dict[str, Any], recover_kwargs: dict[str, Any],
-    threads: int, collation: _collate.Collation,
-) -> tuple[_Split, list[str], np.ndarray | None, np.ndarray | None, str | None]:
+    threads: int, collation: _collate.Collation, matrix: tuple[Any, list[str]],
+) -> tuple[_Split, list[str], np.ndarray | None, np.ndarray | None, np.ndarray | None, str | None]:
+    """Train on the split's training cells, recover its test cells: (split, cell types trained,
+    SE, PredScore, scored, failure)."""
     from ._recover import recover
 
     cols = list(dict.fromkeys([keys["celltype_key"], keys["se_key"], keys["sample_key"]]))
-    tr = _subset(adata, sp.train_rows, cols)
+    tr = _subset(adata, sp.train_rows, cols, *matrix)
     try:
         model = train(
             tr, celltype_key=keys["celltype_key"], se_key=keys["se_key"], sample_key=keys["sample_key"],
             seed=sp.seed, progress=False, n_jobs=threads, **train_kwargs,
         )
     except TrainingInputError as e:
-        return sp, [], None, None, f"no model could be trained: {e}"
+        return sp, [], None, None, None, f"no model could be trained: {e}"
     trained = list(model)
-    te = _subset(adata, sp.test_rows, cols)
+    te = _subset(adata, sp.test_rows, cols, *matrix)
     present = set(te.obs[keys["celltype_key"]].astype(str))
     if not present & set(trained):
         n = len(sp.test_rows)
-        return sp, trained, np.full(n, _NON_SE, dtype=object), np.zeros(n), None
+        return sp, trained, np.full(n, _NON_SE, dtype=object), np.zeros(n), np.zeros(n, dtype=bool), None
     res = recover(
         te, model, celltype_key=keys["celltype_key"], progress=False, n_jobs=threads, collation=collation,
-        **recover_kwargs,
+        key_added="SE_recovered", **recover_kwargs,
     )
-    return sp, trained, res["SE"].astype(str).to_numpy(dtype=object), res["PredScore"].to_numpy(dtype=float), None
+    se = res["SE"].astype(str).to_numpy(dtype=object)
+    return sp, trained, se, res["PredScore"].to_numpy(dtype=float), res["scored"].to_numpy(dtype=bool), None
 
 
 def loocv(
@@ -243,8 +254,11 @@ def loocv(
     seeds: Sequence[int] | None = None,
     scheme: Scheme = "leave_one_out",
     key_added: str = "cvPred",
+    overwrite: bool = False,
     recover_kwargs: Mapping[str, Any] | None = None,
     collation: _collate.Collation = "icu",
+    layer: str | None = None,
+    use_raw: bool = False,
     n_jobs: int | None = None,
     progress: bool = True,
     return_predictions: bool = False,
@@ -273,7 +287,15 @@ def loocv(
         ``"train_one"`` (train on one sample, predict all the others: R 1.0.4's behaviour).
         With one sample only: random two-fold splits per cell type, per repeat.
     key_added
-        Name of the prediction column (R: ``cvPred``).
+        Name of the prediction column (R: ``cvPred``). An existing ``adata.obs`` / ``adata.uns``
+        key that ecorecover did not write is refused (before any work) unless ``overwrite``;
+        one an earlier ecorecover call wrote is replaced with a warning.
+    overwrite
+        Replace such keys anyway.
+    layer, use_raw
+        Train and recover on ``adata.layers[layer]`` or ``adata.raw`` instead of ``adata.X``
+        (scanpy's convention). The matrix must be log-normalised: negative values (scaled
+        data) are refused.
     recover_kwargs
         Passed to :func:`ecorecover.recover` (e.g. ``min_score``, ``mode``, ``cells_per_run``).
     collation
@@ -281,10 +303,12 @@ def loocv(
     n_jobs
         Threads (None or -1: all cores); splits run in parallel. Results do not depend on it.
     progress
-        Show a progress bar over the splits.
+        Show a progress bar over the splits (off when stderr is not a terminal). Splits and
+        timings are logged to the ``"ecorecover.loocv"`` logger at INFO level.
     return_predictions
         Also return every split's predictions (long table: ``call``, ``repeat``, ``seed``,
-        ``train``, ``CID``, ``SE``, ``PredScore``), as R's per-split ``RecoverSE`` results.
+        ``train``, ``CID``, ``SE``, ``PredScore``, ``scored``), as R's per-split ``RecoverSE``
+        results (``scored`` False: the cell's type got no model in that split, too few cells...).
     **train_kwargs
         Passed to :func:`ecorecover.train` (``n_features``, ``n_features_per_se``, ``min_cells``,
         ``downsample``, ``balance_samples``, ``scale``, ``n_runs``).
@@ -294,10 +318,12 @@ def loocv(
     pandas.DataFrame
         One row per cell (input order, indexed by cell id): ``sample_key``, ``celltype_key``,
         ``se_key``, ``key_added`` (the majority prediction; ties to the label sorting first),
-        ``key_added + "_support"`` (share of the cell's votes for it) and ``key_added + "_votes"``.
+        ``key_added + "_support"`` (share of the cell's votes for it), ``key_added + "_votes"``
+        and ``key_added + "_scored"`` (False when every vote for the call came from a split
+        where the cell was not scored: its ``"NonSE"`` says "no model", not "no SE").
         ``df.attrs["ecorecover"]`` holds the parameters, the seeds and the trainings (one row
-        per split: seed, samples trained on, cells, cell types trained). ``adata.obs[key_added]``
-        and ``adata.uns[key_added]`` get the same. With ``return_predictions``:
+        per split: seed, samples trained on, cells, cell types trained). ``adata.obs[key_added]``,
+        ``adata.obs[key_added + "_scored"]`` and ``adata.uns[key_added]`` get the same. With ``return_predictions``:
         ``(df, predictions)``.
 
     Raises
@@ -305,7 +331,8 @@ def loocv(
     KeyError
         A key is not a column of ``adata.obs``; a managed argument is passed in ``train_kwargs``.
     ValueError
-        Missing labels, bad ``repeats``/``seeds``/``scheme``; no split could be trained.
+        Missing labels, bad ``repeats``/``seeds``/``scheme``; no split could be trained; negative
+        values in the matrix (scaled data); an existing key not written by ecorecover.
 
     Warns
     -----
@@ -314,23 +341,7 @@ def loocv(
         Warnings of the trainings and recoveries are collected and re-issued once each, with the
         number of splits that raised them.
     """
-    try:
-        import anndata
-    except ImportError:  # pragma: no cover - anndata is a dependency
-        raise
-    if not isinstance(adata, anndata.AnnData):
-        raise TypeError(
-            f"adata must be an AnnData (cells x genes, labels in obs), got {type(adata).__name__}"
-        )
-    if scheme not in ("leave_one_out", "train_one"):
-        raise ValueError(f"scheme must be 'leave_one_out' or 'train_one', got {scheme!r}")
-    if collation not in ("icu", "C"):
-        raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
-    bad = _MANAGED_TRAIN & set(train_kwargs)
-    if bad:
-        raise TypeError(f"loocv() sets {sorted(bad)} itself; use its own arguments (sample_key=, seed=/seeds=, n_jobs=...)")
+    _check_loocv_args(adata, scheme, collation, key_added, train_kwargs)
     recover_kwargs = dict(recover_kwargs or {})
     bad = _MANAGED_RECOVER & set(recover_kwargs)
     if bad:
@@ -342,6 +353,10 @@ def loocv(
     cell_ids = [str(c) for c in adata.obs_names]
     if len(set(cell_ids)) != len(cell_ids):
         raise ValueError("cell ids must be unique; call adata.obs_names_make_unique() first")
+    src = select_matrix(adata, layer=layer, use_raw=use_raw)
+    check_nonnegative(src, src.x, cell_ids, src.var_names)
+    targets = [("obs", key_added), ("obs", key_added + "_scored"), ("uns", key_added)]
+    check_writable(adata, targets, overwrite=overwrite, category=ValidationWarning)
     threads = resolve_n_jobs(n_jobs)
     if threads is None:
         import os
@@ -349,74 +364,15 @@ def loocv(
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     splits, single = _plan_splits(samples, celltypes, seed_list, scheme, collation)
     keys = {"celltype_key": celltype_key, "se_key": se_key, "sample_key": sample_key}
-    workers = max(1, min(threads, len(splits)))
-    inner = max(1, threads // workers)
     t0 = time.perf_counter()
-
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(splits), desc="loocv", unit="split", leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
-    results = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [
-                    pool.submit(_run_split, adata, sp, keys, dict(train_kwargs), recover_kwargs, inner, collation)
-                    for sp in splits
-                ]
-                for f in futures:
-                    results.append(f.result())
-                    if bar is not None:
-                        bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-    # Re-issue the splits' warnings once each (they repeat across splits).
-    seen: dict[tuple[type, str], int] = {}
-    for w in caught:
-        k = (w.category, str(w.message))
-        seen[k] = seen.get(k, 0) + 1
-    for (cat, msg), n in seen.items():
-        warnings.warn(f"loocv ({n} of {len(splits)} splits): {msg}", cat, stacklevel=2)
-
-    failed = [(sp, why) for sp, _, _, _, why in results if why is not None]
-    for sp, why in failed:
-        warnings.warn(
-            f"loocv split {sp.call} (seed {sp.seed}, training on {sp.train_label}): {why}; its "
-            f"{len(sp.test_rows)} test cells get no vote from it",
-            ValidationWarning,
-            stacklevel=2,
-        )
-    if len(failed) == len(splits):
-        raise ValueError("no cross-validation split could be trained (see the warnings); check min_cells and the labels")
-
-    parts = []
-    train_rows = []
-    for sp, trained, pred, score, why in results:
-        train_rows.append(
-            {
-                "call": sp.call, "repeat": sp.repeat, "seed": sp.seed, "train": sp.train_label,
-                "n_train_cells": len(sp.train_rows), "n_test_cells": len(sp.test_rows),
-                "cell_types": ";".join(trained), "failed": why or "",
-            }
-        )
-        if pred is None:
-            continue
-        parts.append(
-            pd.DataFrame(
-                {
-                    "call": sp.call, "repeat": sp.repeat, "seed": sp.seed, "train": sp.train_label,
-                    "CID": np.asarray(cell_ids, dtype=object)[sp.test_rows], "SE": pred, "PredScore": score,
-                }
-            )
-        )
-    predictions = pd.concat(parts, ignore_index=True)
+    _log.info("%d splits (%s, %d repeat(s)) over %d cells of %d sample(s), matrix %s", len(splits),
+              "two_fold" if single else scheme, len(seed_list), len(cell_ids), len(set(samples)), src.where)
+    run = functools.partial(
+        _run_split, adata, keys=keys, train_kwargs=dict(train_kwargs), recover_kwargs=recover_kwargs,
+        collation=collation, matrix=(src.x, src.var_names),
+    )
+    results = _run_splits(run, splits, threads, progress)
+    predictions, trainings = _collect(results, splits, cell_ids)
     voted = vote(predictions, cell_key="CID", pred_key="SE", cells=cell_ids, collation=collation)
     no_vote = int((voted["n_votes"] == 0).sum())
     if no_vote:
@@ -431,21 +387,121 @@ def loocv(
     out[key_added] = voted["call"].to_numpy()
     out[key_added + "_support"] = voted["support"].to_numpy()
     out[key_added + "_votes"] = voted["n_votes"].to_numpy()
-    trainings = pd.DataFrame(train_rows)
+    out[key_added + "_scored"] = _call_scored(predictions, voted, cell_ids)
+    elapsed = time.perf_counter() - t0
+    _log.info("loocv: %d splits in %.2f s", len(splits), elapsed)
     info = {
         "params": {
             "scheme": scheme if not single else "two_fold", "requested_scheme": scheme, "repeats": len(seed_list),
             "seed": int(seed) if seeds is None else None, "sample_key": sample_key, "celltype_key": celltype_key,
             "se_key": se_key, "collation": collation, "train_kwargs": dict(train_kwargs),
-            "recover_kwargs": recover_kwargs, "elapsed_s": time.perf_counter() - t0,
+            "recover_kwargs": recover_kwargs, "matrix": src.where, "elapsed_s": elapsed,
         },
         "seeds": list(seed_list),
         "trainings": trainings,
     }
     out.attrs["ecorecover"] = info
     adata.obs[key_added] = pd.Categorical(out[key_added].to_numpy())
+    adata.obs[key_added + "_scored"] = out[key_added + "_scored"].to_numpy()
     adata.uns[key_added] = {k: v for k, v in info.items()}
+    record_written(adata, targets)
     return (out, predictions) if return_predictions else out
+
+
+def _check_loocv_args(adata: Any, scheme: Any, collation: Any, key_added: Any, train_kwargs: Mapping[str, Any]) -> None:
+    import anndata
+
+    if not isinstance(adata, anndata.AnnData):
+        raise TypeError(
+            f"adata must be an AnnData (cells x genes, labels in obs), got {type(adata).__name__}"
+        )
+    if scheme not in ("leave_one_out", "train_one"):
+        raise ValueError(f"scheme must be 'leave_one_out' or 'train_one', got {scheme!r}")
+    if collation not in ("icu", "C"):
+        raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
+    bad = _MANAGED_TRAIN & set(train_kwargs)
+    if bad:
+        raise TypeError(f"loocv() sets {sorted(bad)} itself; use its own arguments (sample_key=, seed=/seeds=, n_jobs=...)")
+
+
+def _run_splits(run: Any, splits: list[_Split], threads: int, progress: bool) -> list[tuple]:
+    """Every split (in parallel threads); the splits' warnings are re-issued once each."""
+    workers = max(1, min(threads, len(splits)))
+    inner = max(1, threads // workers)
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(splits), desc="ecorecover.loocv: splits", unit="split", leave=False, disable=None)
+        except ImportError:  # pragma: no cover
+            bar = None
+    results = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(run, sp, threads=inner) for sp in splits]
+                for f in futures:
+                    results.append(f.result())
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+    # Re-issue the splits' warnings once each (they repeat across splits).
+    seen: dict[tuple[type, str], int] = {}
+    for w in caught:
+        k = (w.category, str(w.message))
+        seen[k] = seen.get(k, 0) + 1
+    for (cat, msg), n in seen.items():
+        warnings.warn(f"loocv ({n} of {len(splits)} splits): {msg}", cat, stacklevel=3)
+    failed = [(sp, why) for sp, *_, why in results if why is not None]
+    for sp, why in failed:
+        warnings.warn(
+            f"loocv split {sp.call} (seed {sp.seed}, training on {sp.train_label}): {why}; its "
+            f"{len(sp.test_rows)} test cells get no vote from it",
+            ValidationWarning,
+            stacklevel=3,
+        )
+    if len(failed) == len(splits):
+        raise ValueError("no cross-validation split could be trained (see the warnings); check min_cells and the labels")
+    return results
+
+
+def _collect(results: list[tuple], splits: list[_Split], cell_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions: one row per split and test cell, trainings: one row per split)."""
+    parts = []
+    train_rows = []
+    for sp, trained, pred, score, scored, why in results:
+        train_rows.append(
+            {
+                "call": sp.call, "repeat": sp.repeat, "seed": sp.seed, "train": sp.train_label,
+                "n_train_cells": len(sp.train_rows), "n_test_cells": len(sp.test_rows),
+                "cell_types": ";".join(trained), "failed": why or "",
+            }
+        )
+        if pred is None:
+            continue
+        parts.append(
+            pd.DataFrame(
+                {
+                    "call": sp.call, "repeat": sp.repeat, "seed": sp.seed, "train": sp.train_label,
+                    "CID": np.asarray(cell_ids, dtype=object)[sp.test_rows], "SE": pred, "PredScore": score,
+                    "scored": scored,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(train_rows)
+
+
+def _call_scored(predictions: pd.DataFrame, voted: pd.DataFrame, cell_ids: list[str]) -> np.ndarray:
+    """Per cell: does at least one vote for its call come from a split where it was scored?"""
+    call = voted["call"].reindex(predictions["CID"].astype(str)).to_numpy()
+    hit = predictions["scored"].to_numpy(dtype=bool) & (predictions["SE"].to_numpy() == call)
+    return pd.Index(cell_ids).isin(predictions["CID"].astype(str)[hit]).astype(bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,8 +517,19 @@ def metrics(
     sample_key: str | None = "Sample",
     metric: Metric = "F1",
     collation: _collate.Collation = "icu",
+    scheme: MetricScheme = "r",
+    scored_key: str | None = "auto",
 ) -> pd.DataFrame:
     """Agreement between true and predicted SEs: R SpatialEcoTyper's ``ComputeMetrics``.
+
+    Two counting schemes, reported together (the other one's diagonal is in ``attrs``):
+
+    - ``scheme="r"`` (default, R's numbers): a cell whose prediction is no true label (e.g.
+      ``"NonSE"`` when the truth has no such label, or a cell left unscored) is dropped, so
+      recall is computed over the other cells only and can read 1.0 when half the cells are
+      predicted ``"NonSE"``.
+    - ``scheme="all"``: every cell counts; such predictions, and every unscored cell (see
+      ``scored_key``), are misses of their true label. Precision is the same in both schemes.
 
     Parameters
     ----------
@@ -480,6 +547,13 @@ def metrics(
         ``"F1"``, ``"F2"``, ``"precision"`` or ``"recall"``.
     collation
         R's string order (``"icu"`` or ``"C"``) for cell types, SEs and samples.
+    scheme
+        ``"r"`` or ``"all"`` (above).
+    scored_key
+        Boolean column, False for cells that were not scored (no model for their cell type,
+        too few cells...; :func:`recover` writes ``obs[key_added + "_scored"]``, :func:`loocv`
+        ``key_added + "_scored"``). ``"auto"``: ``pred_key + "_scored"`` when it is a column.
+        With ``scheme="all"`` an unscored cell is a miss whatever its label.
 
     Returns
     -------
@@ -492,7 +566,11 @@ def metrics(
         ``F_b[i, j] = (1 + b^2) P R / (b^2 P + R)`` element-wise, a precision with no predicted
         cell counting as 0. Only the diagonal is a usual per-SE score; off the diagonal R mixes
         ``recall[i, j]`` with ``precision[i, j]`` and we keep that. Samples are averaged
-        skipping undefined (0/0) entries; an entry undefined in every sample is 0.
+        skipping undefined (0/0) entries; an entry undefined in every sample is 0. With
+        ``scheme="all"`` the recall denominators also count the cells predicted outside the
+        labels or unscored. ``df.attrs["ecorecover"]`` holds ``n_outside`` (cells predicted
+        outside the true labels or unscored), ``outside_labels`` (their predictions and counts)
+        and ``other_scheme`` (the other scheme's diagonal, label -> value).
 
     Raises
     ------
@@ -510,13 +588,18 @@ def metrics(
         obs = obs.obs
     if not isinstance(obs, pd.DataFrame):
         raise TypeError(f"obs must be a DataFrame (one row per cell) or an AnnData, got {type(obs).__name__}")
+    if scheme not in ("r", "all"):
+        raise ValueError(f"scheme must be 'r' (R's ComputeMetrics) or 'all' (every cell counts), got {scheme!r}")
     names = {m.lower(): m for m in METRICS}
     if not isinstance(metric, str) or metric.lower() not in names:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
     metric = names[metric.lower()]  # type: ignore[assignment]
     if collation not in ("icu", "C"):
         raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
-    for what, k in (("se_key", se_key), ("pred_key", pred_key), ("celltype_key", celltype_key), ("sample_key", sample_key)):
+    if scored_key == "auto":
+        scored_key = pred_key + "_scored" if pred_key + "_scored" in obs.columns else None
+    for what, k in (("se_key", se_key), ("pred_key", pred_key), ("celltype_key", celltype_key),
+                    ("sample_key", sample_key), ("scored_key", scored_key)):
         if k is not None and k not in obs.columns:
             raise KeyError(f"{what}={k!r} is not a column of obs (columns: {list(obs.columns)})")
     used = [k for k in (se_key, pred_key, celltype_key, sample_key) if k is not None]
@@ -527,7 +610,7 @@ def metrics(
             ValidationWarning,
             stacklevel=2,
         )
-    df = obs.loc[~missing, used]
+    df = obs.loc[~missing, used + ([scored_key] if scored_key is not None and scored_key not in used else [])]
     if len(df) == 0:
         raise ValueError("no cell has both a true and a predicted label")
     truth = df[se_key].astype(str).to_numpy(dtype=object)
@@ -546,21 +629,50 @@ def metrics(
     pos = {lab: i for i, lab in enumerate(labels)}
     ti = np.array([pos[x] for x in truth], dtype=np.int64)
     pi = np.array([pos.get(x, -1) for x in pred], dtype=np.int64)
+    unscored = ~df[scored_key].astype(bool).to_numpy() if scored_key is not None else np.zeros(len(df), dtype=bool)
+    outside = (pi < 0) | unscored
     if sample_key is None:
         groups = [np.arange(len(df))]
     else:
         smp = df[sample_key].astype(str).to_numpy(dtype=object)
         groups = [np.flatnonzero(smp == s) for s in _collate.collate_sorted(set(smp), collation)]
-    L = len(labels)
+    both = {
+        "r": _metric_matrix(ti, pi, groups, len(labels), metric, keep_outside=False),
+        "all": _metric_matrix(ti, np.where(outside, -1, pi), groups, len(labels), metric, keep_outside=True),
+    }
+    avg = both[scheme]
+    other = both["all" if scheme == "r" else "r"]
+    out = pd.DataFrame(avg, index=pd.Index(labels, name=index_name), columns=pd.Index(labels))
+    kinds = pd.Series(np.where(unscored, "unscored", pred)[outside]).value_counts()
+    out.attrs["ecorecover"] = {
+        "metric": metric, "scheme": scheme, "n_samples": len(groups), "n_cells": int(len(df)),
+        "n_outside": int(outside.sum()), "outside_labels": {str(k): int(v) for k, v in kinds.items()},
+        "other_scheme": {lab: float(other[i, i]) for i, lab in enumerate(labels)},
+    }
+    if outside.any():
+        _log.info("metrics: %d of %d cells predicted outside the true labels or unscored (%s); scheme=%r %s them",
+                  int(outside.sum()), len(df), dict(kinds.head(5)), scheme, "drops" if scheme == "r" else "counts")
+    return out
+
+
+def _metric_matrix(
+    ti: np.ndarray, pi: np.ndarray, groups: list[np.ndarray], n_labels: int, metric: str, *, keep_outside: bool
+) -> np.ndarray:
+    """R's ComputeMetrics matrix averaged over ``groups``. ``pi < 0``: a prediction outside the
+    labels, dropped as R does, or (``keep_outside``) counted in its true label's recall
+    denominator through an extra column."""
+    L = n_labels
     beta2 = {"F1": 1.0, "F2": 4.0}.get(metric)
     total = np.zeros((L, L))
     count = np.zeros((L, L), dtype=np.int64)
     for g in groups:
-        sel = pi[g] >= 0
-        c = np.zeros((L, L))
-        np.add.at(c, (ti[g][sel], pi[g][sel]), 1.0)
+        if not keep_outside:
+            g = g[pi[g] >= 0]
+        c_full = np.zeros((L, L + 1))
+        np.add.at(c_full, (ti[g], np.where(pi[g] >= 0, pi[g], L)), 1.0)
+        c = c_full[:, :L]
         with np.errstate(invalid="ignore", divide="ignore"):
-            rec = c / c.sum(axis=1, keepdims=True)
+            rec = c / c_full.sum(axis=1, keepdims=True)
             prec = c.T / c.T.sum(axis=1, keepdims=True)
             if metric == "recall":
                 m = rec
@@ -573,7 +685,4 @@ def metrics(
         total[ok] += m[ok]
         count += ok
     with np.errstate(invalid="ignore", divide="ignore"):
-        avg = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    out = pd.DataFrame(avg, index=pd.Index(labels, name=index_name), columns=pd.Index(labels))
-    out.attrs["ecorecover"] = {"metric": metric, "n_samples": len(groups), "n_cells": int(len(df))}
-    return out
+        return np.where(count > 0, total / np.maximum(count, 1), 0.0)
