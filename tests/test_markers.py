@@ -133,6 +133,21 @@ def test_read_r_markers_rejects_other_structures(tmp_path, obj, match):
         ecorecover.read_r_markers(p)
 
 
+@pytest.mark.parametrize(("second_name", "match"), [(b"a", r"duplicated gene-set names \['a'\]"), (b"", "element 2")])
+def test_read_r_markers_rejects_duplicated_or_missing_names(tmp_path, second_name, match):
+    pytest.importorskip("rdata", minversion="1.0", reason="writing .rds test files needs rdata >= 1.0")
+    from rdata.conversion import convert_python_to_r_data, convert_python_to_r_object
+    from rdata.unparser import unparse_file
+
+    obj = convert_python_to_r_object({"a": np.array(["X"]), "b": np.array(["Y"])})
+    obj.attributes.value[0].value[1].value = second_name  # the names attribute, as R could write it
+    data = convert_python_to_r_data(0.0)
+    data.object = obj
+    unparse_file(tmp_path / "sets.rds", data)
+    with pytest.raises(ValueError, match=match):
+        ecorecover.read_r_markers(tmp_path / "sets.rds")
+
+
 def test_read_r_markers_rejects_non_rds_and_missing_files(tmp_path):
     pytest.importorskip("rdata")
     bad = tmp_path / "bad.rds"

@@ -48,36 +48,82 @@ def _gene_list(value: Any, name: str, where: str) -> list[str]:
     return [str(v) for v in kept]
 
 
+def _r_attribute(obj: Any, key: str) -> Any:
+    """Attribute ``key`` of a parsed R object, following serialised symbol references (R writes
+    each symbol once; later uses of ``names`` are references to it)."""
+    node = obj.attributes
+    while node is not None and node.info.type.name == "LIST":
+        tag = node.tag
+        if tag is not None and tag.info.type.name == "REF":
+            tag = tag.referenced_object
+        if tag is not None and tag.info.type.name == "SYM" and getattr(tag.value, "value", None) == key.encode():
+            return node.value[0]
+        node = node.value[1]
+    return None
+
+
+def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
+    """Parse an .rds with the model readers' guards; return the top-level list's names and the
+    converted object. Refuses anything but a list with unique, non-empty names."""
+    from .io import _check_r_object, _import_rdata, _read_bounded, _safe_altrep_map
+    from .model import ModelFileError
+
+    rdata = _import_rdata()
+    data = _read_bounded(p)  # size limits and decompression-bomb guard
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
+            parsed = rdata.parser.parse_data(
+                data, expand_altrep=True, altrep_constructor_dict=_safe_altrep_map(len(data) // 4 + 1024),
+                extension=".rds",
+            )
+    except ModelFileError as exc:
+        raise ModelFileError(f"{p}: {exc}") from None
+    except Exception as exc:  # rdata raises assorted errors on bad input  # noqa: BLE001
+        raise ValueError(f"cannot read {p} as an R .rds file: {type(exc).__name__}: {exc}") from None
+    top = parsed.object
+    _check_r_object(top, str(p))  # plain vectors / lists only, names matching lengths
+    if top.info.type.name != "VEC" or _r_attribute(top, "class") is not None:
+        what = "a classed list (data.frame?)" if top.info.type.name == "VEC" else f"an R {top.info.type.name} object"
+        raise ValueError(f"{p}: expected a named list of character vectors (gene sets), got {what}")
+    rnames = _r_attribute(top, "names")
+    raw = [c.value for c in rnames.value] if rnames is not None and rnames.info.type.name == "STR" else []
+    names = ["" if x is None else x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in raw]
+    if raw and len(raw) != len(top.value):
+        raise ValueError(f"{p}: {len(raw)} names for {len(top.value)} gene sets")
+    if not top.value:
+        raise ValueError(f"{p}: the list of gene sets is empty")
+    if not names:
+        raise ValueError(f"{p}: expected a named list of character vectors (gene sets), got an unnamed list")
+    if any(not n for n in names):
+        raise ValueError(f"{p}: every gene set must be named; element {names.index('') + 1} is not")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{p}: duplicated gene-set names {dup}")
+    try:
+        return names, rdata.conversion.convert(parsed)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot convert the R objects of {p}: {type(exc).__name__}: {exc}") from None
+
+
 def read_r_markers(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read gene sets saved by R with ``saveRDS``: a named list of character vectors, e.g. the
     packaged ``SE_consensus_markers.rds`` of R SpatialEcoTyper (set name -> genes).
 
-    The file is treated as untrusted: anything but a non-empty named list of character vectors
-    (or factors) with unique, non-empty names raises ``ValueError`` naming the problem. ``NA``
-    entries are dropped (in R they match no gene). Needs the ``rdata`` package.
+    The file is treated as untrusted (the size, decompression and R object-type checks of
+    :func:`ecorecover.read_r_models` apply): anything but a non-empty named list of character
+    vectors (or factors) with unique, non-empty names raises ``ValueError`` (possibly its
+    subclass :class:`ecorecover.ModelFileError`) naming the problem. ``NA`` entries are dropped
+    (in R they match no gene). Needs the ``rdata`` package.
     """
-    from .io import _import_rdata  # the optional-dependency message lives there
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"gene-set file not found: {p}")
-    rdata = _import_rdata()
-    try:
-        obj = rdata.read_rds(p)
-    except Exception as exc:  # rdata raises assorted errors on bad input
-        raise ValueError(f"cannot read {p} as an R .rds file: {exc}") from None
-    if not isinstance(obj, Mapping):
-        kind = "an unnamed list" if isinstance(obj, list) else f"a {type(obj).__name__}"
-        raise ValueError(f"{p}: expected a named list of character vectors (gene sets), got {kind}")
-    if not obj:
-        raise ValueError(f"{p}: the list of gene sets is empty")
-    names = [str(k) for k in obj]
-    if any(not n for n in names):
-        raise ValueError(f"{p}: every gene set must be named; found an unnamed element")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"{p}: duplicated gene-set names {dup}")
-    return {n: _gene_list(v, n, str(p)) for n, v in zip(names, obj.values())}
+    names, obj = _parse_rds_list(p)
+    values = list(obj.values()) if isinstance(obj, Mapping) else list(obj)
+    if len(values) != len(names):  # pragma: no cover - guarded by the names check above
+        raise ValueError(f"{p}: {len(names)} names for {len(values)} gene sets")
+    return {n: _gene_list(v, n, str(p)) for n, v in zip(names, values)}
 
 
 def _check_genesets(genesets: Any) -> dict[str, list[str]]:
