@@ -110,6 +110,16 @@ def _labels(ctx: SimpleNamespace, key: str, rows: slice, value: Any, dtype: Any 
     return b
 
 
+def _two_types(ctx: SimpleNamespace, key: str, a: Any, b: Any) -> ad.AnnData:
+    """Column ``key`` with label ``a`` on the even cells 0..19, ``b`` on the odd ones: two labels
+    of different types with the same text."""
+    out = ctx.adata.copy()
+    col = out.obs[key].astype(str).to_numpy().astype(object)
+    col[0:20:2], col[1:20:2] = a, b
+    out.obs[key] = col
+    return out
+
+
 def _numeric_se_with_na(ctx: SimpleNamespace) -> None:
     b = ctx.adata.copy()
     codes = {"nonSE": np.nan, "SE01": 1.0, "SE02": 2.0, "SE03": 3.0}
@@ -348,6 +358,13 @@ CASES = [
     Case("train-ensemble-first-run-empty", _ensemble_first_run_empty, TIE,
          r"first run \(seed 1\) trained no cell type \(B: fewer than 2 SEs", ignore=(er.SkippedCellTypeWarning,)),
     Case("train-seed-out-of-range", lambda c: _train(c.adata, seed=2**31), ValueError, r"seed .* 32-bit"),
+    Case("train-session-seed-float", lambda c: _train(c.adata, session_seed=1.5), TypeError, r"session_seed must be an integer"),
+    Case("train-session-seed-out-of-range", lambda c: _train(c.adata, session_seed=-(2**31)), ValueError,
+         r"session_seed .* 32-bit"),
+    Case("train-se-int-and-str-labels", lambda c: _train(_two_types(c, "SE", 1, "1")), TIE,
+         r"se_key='SE' mixes label types: .*\((int|str)\).* would both become the label '1'"),
+    Case("train-celltype-bool-and-str-labels", lambda c: _train(_two_types(c, "CellType", True, "True")), TIE,
+         r"celltype_key='CellType' mixes label types: True \(bool\) and 'True' \(str\)"),
     # ---- counts where counts are expected
     Case("log-normalize-negative-count", lambda c: log_normalize(np.where(np.arange(60) == 6, -3, c.raw.X.toarray())),
          ValueError, r"negative value.*cell \(row\) 0, gene \(column\) 6: -3\.0"),

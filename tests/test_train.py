@@ -14,6 +14,7 @@ from ecorecover._aggregate import aggregate
 from ecorecover._collate import collate_sorted
 from ecorecover._train import (
     _TRAIN_DEFAULTS,
+    MissingLabelWarning,
     SkippedCellTypeWarning,
     TrainingInputError,
     _draw_rows,
@@ -256,3 +257,45 @@ def test_bad_arguments(adata):
         train(adata, n_features=2.5, progress=False)
     with pytest.raises(TypeError, match="adata"):
         train(np.zeros((3, 3)), progress=False)
+
+
+# ---- labels are taken as written (issue 14.7) --------------------------------------------
+
+
+def test_labels_of_different_types_are_refused_not_merged(adata):
+    a = adata[adata.obs.CellType.isin(["NK", "DC"])].copy()
+    ct = a.obs.CellType.astype(object).to_numpy()
+    ct[ct == "NK"], ct[ct == "DC"] = 1, "1"  # an int and a str that str() would merge
+    a.obs["CellType"] = ct
+    with pytest.raises(TrainingInputError, match=r"celltype_key='CellType' mixes label types: .*\((int|str)\) and .*\((str|int)\) would both become the label '1'\."):
+        train(a, progress=False)
+    b = adata[adata.obs.CellType.isin(["NK"])].copy()
+    se = b.obs.SE.astype(object).to_numpy()
+    se[se == "SE01"], se[se == "SE03"] = 1.0, "1.0"
+    b.obs["SE"] = se
+    with pytest.raises(TrainingInputError, match=r"se_key='SE' mixes label types: .*1\.0'? \((float|str)\) and .*\((str|float)\) would both become the label '1\.0'"):
+        train(b, progress=False)
+    se[se == "1.0"] = np.int64(1)  # 1.0 and 1 are written differently: two SEs, "1.0" and "1"
+    b.obs["SE"] = se
+    m = train(b, progress=False)
+    assert {"1.0", "1"} <= set(m["NK"].columns)
+
+
+def test_read_meta_keeps_labels_as_written(adata, tmp_path):
+    from ecorecover.readers import read_meta
+
+    nk = adata.obs[adata.obs.CellType == "NK"]
+    rename = {"SE01": "01", "SE03": "1", "SE05": "1e1", "SE07": "10", "SE08": "NA", "SE10": "None", "nonSE": "null"}
+    meta = pd.DataFrame({"CellType": "N/A", "SE": nk.SE.astype(str).map(rename)}, index=nk.index)
+    path = tmp_path / "meta.tsv"
+    meta.to_csv(path, sep="\t", index_label="cell")
+    got = read_meta(path)
+    n_na = int((meta.SE == "NA").sum())
+    assert n_na > 0 and int(got.SE.isna().sum()) == n_na  # only NA (and empty fields) are missing
+    assert got.SE.dropna().tolist() == meta.SE[meta.SE != "NA"].tolist()  # 01, 1, 1e1, 10, None, null as written
+    assert (got.CellType == "N/A").all()
+    x = pd.DataFrame(adata[nk.index].X.toarray().T, index=adata.var_names, columns=nk.index)
+    with pytest.warns(MissingLabelWarning):
+        m = train(x, meta=got, progress=False)
+    assert m.cell_types == ["N/A"]
+    assert sorted(m["N/A"].columns) == sorted(["01", "1", "1e1", "10", "None", "null", "nonSE"])  # nothing merged

@@ -374,7 +374,12 @@ def read_meta(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     ``.csv`` is comma-separated, ``.tsv``/``.txt`` tab-separated (optionally ``.gz``); R's
     ``write.table`` header (no field for the row names) is accepted. Cell ids are kept as
-    strings (``"001"`` stays ``"001"``); other columns become numbers where every value is one.
+    strings (``"001"`` stays ``"001"``). Only an empty field and ``NA`` (R's ``write.table``
+    writes missing values as ``NA``; R's ``read.table`` reads them back so) are missing values:
+    labels such as ``None``, ``null``, ``N/A`` or ``NaN`` stay labels. A column becomes numbers
+    only when every value is one and no two values written differently would become the same
+    number and no value is an integer with a leading zero: ``01`` and ``1``, or ``1e1`` and
+    ``10``, stay distinct labels (strings), and ``"01"``, ``"02"`` stay as written.
 
     Raises
     ------
@@ -396,7 +401,8 @@ def read_meta(path: str | os.PathLike[str]) -> pd.DataFrame:
         else:
             raise InputFileError(p, f"the header has {len(header)} fields but the first row has {n_first} "
                                  f"(is the separator {'comma' if sep == ',' else 'tab'} right?)")
-        df = pd.read_csv(p, sep=sep, header=None, skiprows=1, names=names, dtype=str)
+        df = pd.read_csv(p, sep=sep, header=None, skiprows=1, names=names, dtype=str,
+                         keep_default_na=False, na_values=list(_META_NA))
     except (InputFileError, MemoryError):
         raise
     except Exception as exc:  # garbled files raise many kinds
@@ -411,12 +417,32 @@ def read_meta(path: str | os.PathLike[str]) -> pd.DataFrame:
     df.index = pd.Index(df.index.astype(str), name=names[0])
     _check_unique(p, df.index, "cell ids")
     for c in df.columns:
-        col = df[c]
-        if col.notna().any():
-            num = pd.to_numeric(col, errors="coerce")
-            if not (num.isna() & col.notna()).any():
-                df[c] = num
+        num = _as_numbers(df[c])
+        if num is not None:
+            df[c] = num
     return df
+
+
+#: The only fields :func:`read_meta` reads as missing (besides an empty field).
+_META_NA = ("", "NA")
+
+
+def _as_numbers(col: pd.Series) -> pd.Series | None:
+    """``col`` (strings) as numbers, or None when that would change a label: a value that is not
+    a number, an integer written with a leading zero (``007``), or two values written
+    differently that parse to the same number (``01``/``1``, ``1e1``/``10``, ``1.0``/``1``)."""
+    text = col.dropna()
+    if text.empty:
+        return None
+    num = pd.to_numeric(col, errors="coerce")
+    if (num.isna() & col.notna()).any():
+        return None
+    stripped = text.str.strip().str.lstrip("+-")
+    if (stripped.str.fullmatch(r"0\d+")).any():
+        return None
+    if text.nunique() != num.dropna().nunique():
+        return None
+    return num
 
 
 def align_meta(adata: Any, meta: pd.DataFrame, *, data_name: str = "data", meta_name: str = "meta") -> Any:
