@@ -36,6 +36,7 @@ from scipy.stats import rankdata
 from . import preprocessing as _pp
 from ._aggregate import aggregate
 from ._collate import collate_sorted
+from ._input_data import check_nonnegative, select_matrix
 from ._validation import as_float_matrix, resolve_n_jobs
 from .model import RecoveryModel
 from .nmf import update_w
@@ -391,9 +392,13 @@ def _check_label_types(col: pd.Series, key: str, what: str) -> None:
             )
 
 
-def _training_input(adata: Any, meta: pd.DataFrame | None) -> tuple[Any, list[str], list[str], pd.DataFrame]:
+def _training_input(
+    adata: Any, meta: pd.DataFrame | None, layer: str | None = None, use_raw: bool = False
+) -> tuple[Any, list[str], list[str], pd.DataFrame]:
     """(X cells x genes as CSR or C-ordered ndarray, cell names, gene names, obs)."""
     if isinstance(adata, pd.DataFrame):
+        if layer is not None or use_raw:
+            raise TypeError("layer= and use_raw= choose a matrix of an AnnData; a DataFrame input is the matrix itself")
         if meta is None:
             raise TypeError("a DataFrame input (genes x cells) needs meta: a DataFrame of cell metadata indexed by cell id")
         if not isinstance(meta, pd.DataFrame):
@@ -439,18 +444,20 @@ def _training_input(adata: Any, meta: pd.DataFrame | None) -> tuple[Any, list[st
         )
     if meta is not None:
         raise TypeError("meta is only for DataFrame input; with an AnnData the labels come from adata.obs")
+    if layer is None and not use_raw and adata.X is None:
+        raise TrainingInputError("adata.X is empty (None); put the log-normalised expression in X (or pass layer= / use_raw=)")
+    src = select_matrix(adata, layer=layer, use_raw=use_raw)  # X, a layer or raw (scanpy's convention)
     cells = [str(c) for c in adata.obs_names]
-    genes = [str(g) for g in adata.var_names]
-    _check_unique(genes, "gene names (adata.var_names)")
+    genes = src.var_names
+    _check_unique(genes, f"gene names ({'adata.raw.var_names' if use_raw else 'adata.var_names'})")
     _check_unique(cells, "cell names (adata.obs_names)")
-    x = adata.X
-    if x is None:
-        raise TrainingInputError("adata.X is empty (None); put the log-normalised expression in X")
+    x = src.x
     if sp.issparse(x):
-        x = as_float_matrix(x, "adata.X", allow_sparse=True, finite=False).tocsr()
+        x = as_float_matrix(x, src.where, allow_sparse=True, finite=False).tocsr()
         x.sum_duplicates()
     else:
-        x = as_float_matrix(np.asarray(x), "adata.X", finite=False)
+        x = as_float_matrix(np.asarray(x), src.where, finite=False)
+    check_nonnegative(src, x, cells, genes)  # scaled data (sc.pp.scale) are refused, naming raw / layers
     return x, cells, genes, adata.obs
 
 
@@ -856,6 +863,8 @@ def _plan(
     meta: pd.DataFrame | None,
     client: Any = None,
     session_seed: int | None = None,
+    layer: str | None = None,
+    use_raw: bool = False,
 ) -> _Plan:
     n_features = _check_count(n_features, "n_features")
     n_features_per_se = _check_count(n_features_per_se, "n_features_per_se", allow_none=True)
@@ -867,7 +876,7 @@ def _plan(
         session_seed = _check_seed(session_seed, "session_seed", n_runs)
     pool = _pool_size(n_jobs)
 
-    x, cells, genes, obs = _training_input(adata, meta)
+    x, cells, genes, obs = _training_input(adata, meta, layer, use_raw)
     ct = _label_column(obs, celltype_key, "celltype_key")
     se = _label_column(obs, se_key, "se_key", na_label=_NA_SE)
     sample = _label_column(obs, sample_key, "sample_key") if sample_key is not None else None
@@ -981,7 +990,7 @@ def _selection(plan: _Plan, run: int = 0) -> dict[str, dict[str, list[str]]]:
 _TRAIN_DEFAULTS: dict[str, Any] = dict(
     celltype_key="CellType", se_key="SE", sample_key=None, n_features=300, n_features_per_se=50,
     min_cells=20, downsample=2500, balance_samples=True, scale=True, seed=2024, n_runs=1,
-    n_jobs=None, progress=True, meta=None, session_seed=None,
+    n_jobs=None, progress=True, meta=None, session_seed=None, layer=None, use_raw=False,
 )
 
 
@@ -1004,6 +1013,8 @@ def train(
     meta: pd.DataFrame | None = None,
     client: Any = None,
     session_seed: int | None = None,
+    layer: str | None = None,
+    use_raw: bool = False,
 ) -> RecoveryModel:
     """Train cell-type-specific SE recovery models: R SpatialEcoTyper's ``NMFGenerateWList``.
 
@@ -1046,6 +1057,11 @@ def train(
     meta
         Cell metadata for DataFrame input: a DataFrame indexed by cell id, one row per column
         of ``adata`` (any order; matched by id).
+    layer, use_raw
+        Train on ``adata.layers[layer]`` or on ``adata.raw`` (its ``X`` and ``var_names``)
+        instead of ``adata.X``, as scanpy does. The matrix must hold log-normalised expression:
+        negative values (scaled or centred data, e.g. after ``sc.pp.scale``) are refused with
+        a ``ValueError`` that names where the log-normalised data usually are.
     client
         A :class:`dask.distributed.Client`: the (run, cell type) pairs of the ensemble are
         computed as tasks on that Dask cluster (gene selection and scaling, shared by the
@@ -1099,7 +1115,7 @@ def train(
         celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features,
         n_features_per_se=n_features_per_se, min_cells=min_cells, downsample=downsample,
         balance_samples=balance_samples, scale=scale, seed=seed, n_runs=n_runs, n_jobs=n_jobs,
-        progress=progress, meta=meta, client=client, session_seed=session_seed,
+        progress=progress, meta=meta, client=client, session_seed=session_seed, layer=layer, use_raw=use_raw,
     )
     return _train(adata, **kwargs)[0]
 
