@@ -113,6 +113,32 @@ def test_sparse_negative_counts_rejected():
         pp.log_normalize(sp.csr_matrix(np.array([[1.0, -1.0]])))
 
 
+@pytest.mark.parametrize("kind", ["dense", "csr", "csc"])
+def test_log_normalize_warns_on_already_normalised_data(kind):
+    """Issue 13.3: log-normalising log-normalised data ran silently."""
+    counts = read_matrix("lognorm/counts.tsv").to_numpy(float).T  # cells x genes, whole counts
+    store = (lambda m: m) if kind == "dense" else getattr(sp, f"{kind}_matrix")
+    once = pp.log_normalize(store(counts))  # whole numbers: no warning (pytest turns warnings into errors)
+    once_dense = once.toarray() if sp.issparse(once) else once
+    first = np.argwhere((once_dense != np.floor(once_dense)).T if kind == "csc" else once_dense != np.floor(once_dense))[0]
+    i, j = (first[1], first[0]) if kind == "csc" else (first[0], first[1])  # CSC stores values gene by gene
+    with pytest.warns(pp.NonIntegerCountsWarning, match=rf"not whole numbers \(first at cell \(row\) {i}, gene \(column\) {j}: "
+                      r".*look log-normalised .*already.*Skip the normalisation"):
+        twice = pp.log_normalize(once)
+    twice = twice.toarray() if sp.issparse(twice) else twice
+    assert np.array_equal(twice, pp._log_normalize_matrix(np.ascontiguousarray(once_dense), 1e4, None))  # still computed
+
+
+def test_log_normalize_non_integer_check_sees_every_value():
+    x = np.zeros((3000, 400))  # 1.2e6 values: more than one chunk of the check
+    x[::7, ::3] = 2.0
+    x[2999, 399] = 0.5  # one fractional count, in the last chunk
+    with pytest.warns(pp.NonIntegerCountsWarning, match=r"cell \(row\) 2999, gene \(column\) 399: 0\.5"):
+        pp.log_normalize(x)
+    x[2999, 399] = 1.0
+    pp.log_normalize(x)  # whole numbers in float64 storage: silent
+
+
 def test_scale_rejects_nan_and_unknown_method():
     with pytest.raises(ValueError, match="non-finite"):
         pp.scale(np.array([[1.0], [np.nan]]))

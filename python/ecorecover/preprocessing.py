@@ -17,6 +17,7 @@ from ._validation import as_float_matrix, resolve_n_jobs
 
 __all__ = [
     "RawCountWarning",
+    "NonIntegerCountsWarning",
     "log_normalize",
     "looks_like_raw_counts",
     "raw_count_guard",
@@ -37,6 +38,11 @@ class RawCountWarning(UserWarning):
     """The raw-count guard fired: the input looked like raw counts and got ``log2(x + 1)``."""
 
 
+class NonIntegerCountsWarning(UserWarning):
+    """:func:`log_normalize` got values that are not whole numbers: the data look normalised
+    (e.g. log-normalised) already, and normalising them again distorts them."""
+
+
 def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None = None) -> Any:
     """Seurat ``NormalizeData(method = "LogNormalize")``: ``log1p(c / total * scale_factor)``.
 
@@ -54,12 +60,25 @@ def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None 
     -------
     The same kind of matrix (dense -> dense, CSR -> CSR, CSC -> CSC), float64. Uses the C
     library's ``log1p`` as Seurat does (``numpy.log1p`` is 1 ulp off in ~5% of inputs).
+
+    Warns
+    -----
+    NonIntegerCountsWarning
+        Some values are not whole numbers (the message names the first): the data look
+        log-normalised (or otherwise normalised) already; normalising them again distorts
+        them. Skip the normalisation. The result is computed all the same.
     """
     threads = resolve_n_jobs(n_jobs)
     if not np.isfinite(scale_factor) or scale_factor <= 0:
         raise ValueError(f"scale_factor must be a positive number, got {scale_factor}")
     x = as_float_matrix(counts, "counts", allow_sparse=True)
     _check_non_negative(x, "counts")
+    _warn_non_integer(x, "counts")
+    return _log_normalize_matrix(x, float(scale_factor), threads)
+
+
+def _log_normalize_matrix(x: Any, scale_factor: float, threads: int | None) -> Any:
+    """:func:`log_normalize` on a checked float64 matrix (C-ordered ndarray, CSR or CSC)."""
     if sp.issparse(x):
         csr = x.format == "csr"
         n_major, n_minor = (x.shape[0], x.shape[1]) if csr else (x.shape[1], x.shape[0])
@@ -73,6 +92,40 @@ def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None 
         out.data = data
         return out
     return _core.log_normalize_dense(x, float(scale_factor), threads)
+
+
+def _first_non_integer(values: np.ndarray) -> int:
+    """Flat index of the first value that is not a whole number, or -1 (chunked, so the extra
+    memory stays small; stops at the first one)."""
+    step = 1 << 20
+    for start in range(0, values.size, step):
+        chunk = values[start:start + step]
+        bad = np.floor(chunk) != chunk
+        if bad.any():
+            return start + int(np.argmax(bad))
+    return -1
+
+
+def _warn_non_integer(x: Any, name: str) -> None:
+    """Warn (:class:`NonIntegerCountsWarning`) naming the (cell, gene) of the first count of
+    ``x`` (a float64 C-ordered ndarray, CSR or CSC) that is not a whole number."""
+    values = x.data if sp.issparse(x) else x.reshape(-1)
+    e = _first_non_integer(values)
+    if e < 0:
+        return
+    if sp.issparse(x):
+        major = int(np.searchsorted(x.indptr, e, side="right") - 1)
+        i, j = (major, int(x.indices[e])) if x.format == "csr" else (int(x.indices[e]), major)
+    else:
+        i, j = (int(v) for v in np.unravel_index(e, x.shape))
+    warnings.warn(
+        f"{name} holds values that are not whole numbers (first at cell (row) {i}, gene (column) {j}: "
+        f"{float(values[e])!r}; maximum {float(values.max()):.4g}): the data look log-normalised (or otherwise "
+        "normalised) already, and normalising them again distorts them. Skip the normalisation and use the "
+        "data as they are; log_normalize is for raw counts.",
+        NonIntegerCountsWarning,
+        stacklevel=3,
+    )
 
 
 def _check_non_negative(x: Any, name: str) -> None:

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ._collate import collate_sorted
 from ._validation import as_float_matrix
-from .preprocessing import _check_non_negative, log_normalize
+from .preprocessing import _check_non_negative, _log_normalize_matrix
 from .rng import RRandom
 
 __all__ = ["pseudobulks"]
@@ -208,6 +208,8 @@ def pseudobulks(
     mixed = np.asarray(mixed.todense() if sp.issparse(mixed) else mixed) * _SCALE_FACTOR
     names = [f"Pseudobulk{i + 1}" for i in range(frac.shape[0])]
     fractions = pd.DataFrame(frac, index=pd.Index(names, name="mixture"), columns=list(levels))
-    mixtures = pd.DataFrame(log_normalize(mixed, n_jobs=1).T, index=pd.Index(genes, name="gene"), columns=names)
+    # mean CP10k is not whole counts: log-normalise without log_normalize's non-integer warning
+    lognorm = _log_normalize_matrix(np.ascontiguousarray(mixed, dtype=np.float64), 1e4, 1)
+    mixtures = pd.DataFrame(lognorm.T, index=pd.Index(genes, name="gene"), columns=names)
     fractions.attrs["seed"] = mixtures.attrs["seed"] = int(seed)
     return fractions, mixtures
