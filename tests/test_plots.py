@@ -122,7 +122,7 @@ def test_scores_heatmap_subsample_and_anndata(recovered, tmp_path):
     a.obsm["pred_scores"] = recovered[se_cols]
     ax2 = pl.scores_heatmap(a, key="pred", groupby="pred", max_cells=None)
     assert np.array_equal(np.asarray(ax2.images[0].get_array()), np.asarray(pl.scores_heatmap(recovered, max_cells=None).images[0].get_array()))
-    with pytest.raises(KeyError, match="obsm\\['SE_scores'\\]"):
+    with pytest.raises(KeyError, match="obsm\\['SE_recovered_scores'\\]"):  # recover()'s default key
         pl.scores_heatmap(a)
 
 

@@ -14,6 +14,12 @@ matplotlib is an optional dependency, imported only when a function is called:
   deconvolved abundances per bulk sample).
 - :func:`metrics_heatmap`: a :func:`ecorecover.metrics` matrix; :func:`confusion_heatmap`: true
   vs predicted SEs.
+
+Cells that recovery could not score (no model for their cell type, too few cells; recover()'s
+``scored`` column / ``obs[key_added + "_scored"]``) have all-zero scores, SE ``"NonSE"`` and, as in
+R, the first SE as ``InitSE``. The plots do not count them under an SE: they are left out of
+:func:`scores_heatmap` and shown as their own ``"unscored"`` segment / column by
+:func:`composition` and :func:`confusion_heatmap`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ from . import _collate
 __all__ = ["top_features", "model_heatmap", "scores_heatmap", "composition", "metrics_heatmap", "confusion_heatmap"]
 
 _SUFFIX = ("__pos", "__neg")
+#: Label of the cells recovery did not score, in composition bars and confusion columns.
+UNSCORED = "unscored"
+
+
+def _scored_mask(df: pd.DataFrame, key: str | None, scored_key: str | None) -> np.ndarray | None:
+    """Which rows were scored: ``scored_key``, or with ``"auto"`` ``key + "_scored"`` (AnnData obs
+    after recover / loocv) or ``"scored"`` (recover()'s table); None when there is no such column."""
+    if scored_key == "auto":
+        cands = ([f"{key}_scored"] if key is not None else []) + ["scored"]
+        scored_key = next((c for c in cands if c in df.columns), None)
+    if scored_key is None:
+        return None
+    if scored_key not in df.columns:
+        raise KeyError(f"scored_key={scored_key!r} is not a column (columns: {list(df.columns)})")
+    return df[scored_key].astype(bool).to_numpy()
 
 
 def _pyplot() -> Any:
@@ -170,7 +191,7 @@ def _score_table(result: Any, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "result must be ecorecover.recover()'s DataFrame (columns CellType, InitSE, SE, PredScore, "
                     "then one score column per SE) or an AnnData that recover() wrote into"
                 )
-            se_names = list(result.columns[list(result.columns).index("PredScore") + 1 :])
+            se_names = [c for c in result.columns[list(result.columns).index("PredScore") + 1 :] if c != "scored"]
         missing = [s for s in se_names if s not in result.columns]
         if missing:
             raise KeyError(f"score columns {missing[:5]} are missing from result")
@@ -189,8 +210,9 @@ def _score_table(result: Any, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def scores_heatmap(
     result: Any,
     *,
-    groupby: str = "SE",
-    key: str = "SE",
+    groupby: str | None = None,
+    key: str = "SE_recovered",
+    scored_key: str | None = "auto",
     max_cells: int | None = 2000,
     seed: int = 0,
     cmap: str = "magma",
@@ -207,9 +229,13 @@ def scores_heatmap(
         :func:`ecorecover.recover`'s DataFrame, or the AnnData it wrote into (scores in
         ``obsm[key + "_scores"]``, labels in ``obs``).
     groupby
-        Column grouping the cells (``"SE"``, ``"CellType"``, ...).
+        Column grouping the cells (``"SE"``, ``"CellType"``, ...). Default: the recovered SE
+        (``"SE"`` of the table, ``obs[key]`` of an AnnData).
     key
         ``key_added`` used by :func:`ecorecover.recover` (AnnData input).
+    scored_key
+        Column telling which cells were scored; unscored cells (all-zero scores) are left out.
+        ``"auto"``: ``"scored"`` of the table or ``obs[key + "_scored"]``; None: draw every cell.
     max_cells
         Draw at most this many cells (a random subset, the same share of every group; ``None``:
         all).
@@ -221,9 +247,18 @@ def scores_heatmap(
     Returns
     -------
     matplotlib.axes.Axes
-        Groups are separated by vertical lines and named on the x axis.
+        Groups are separated by vertical lines and named on the x axis; the x label counts
+        the unscored cells left out.
     """
     scores, obs = _score_table(result, key)
+    is_table = isinstance(result, pd.DataFrame)
+    if groupby is None:
+        groupby = "SE" if is_table else key
+    scored = _scored_mask(obs, None if is_table else key, scored_key)
+    n_unscored = 0
+    if scored is not None and not scored.all():
+        n_unscored = int((~scored).sum())
+        scores, obs = scores[scored], obs[scored]
     if groupby not in obs.columns:
         raise KeyError(f"groupby={groupby!r} is not a column (columns: {list(obs.columns)})")
     groups = obs[groupby].astype(str).to_numpy(dtype=object)
@@ -256,7 +291,8 @@ def scores_heatmap(
     ax.set_xticks([(a + b - 1) / 2 for _, a, b in bounds], [g for g, _, _ in bounds], rotation=90)
     for _, a, _ in bounds[1:]:
         ax.axvline(a - 0.5, color="white", linewidth=0.8)
-    ax.set_xlabel(f"cells grouped by {groupby} ({len(order)} cells)")
+    ax.set_xlabel(f"cells grouped by {groupby} ({len(order)} cells"
+                  + (f"; {n_unscored} unscored cells not shown)" if n_unscored else ")"))
     ax.set_ylabel("SE score")
     ax.set_title("recovered SE scores")
     cb = ax.figure.colorbar(im, ax=ax, shrink=0.8)
@@ -275,6 +311,8 @@ def composition(
     key: str | None = "SE",
     normalize: bool = True,
     order: Sequence[str] | None = None,
+    scored_key: str | None = "auto",
+    unscored: str | None = UNSCORED,
     ax: Any = None,
     figsize: tuple[float, float] | None = None,
     legend: bool = True,
@@ -297,6 +335,12 @@ def composition(
         Show fractions (each bar sums to 1) instead of counts / raw values.
     order
         Bar order (default: R's sorted order for cell tables, the row order for wide tables).
+    scored_key
+        Column telling which cells recovery scored (``"auto"``: ``key + "_scored"``, else
+        ``"scored"``, when present; None: ignore). Unscored cells are not counted under their
+        ``key`` value (``InitSE`` would count them as the first SE, ``SE`` as ``"NonSE"``).
+    unscored
+        Segment label for the unscored cells (default ``"unscored"``); None leaves them out.
     ax, figsize, legend
         Axes to draw into, figure size of a new figure, whether to add a legend.
 
@@ -320,8 +364,13 @@ def composition(
                 raise KeyError(f"{what}={k!r} is not a column (columns: {list(data.columns)})")
         g = data[groupby].astype(str)
         s = data[key].astype(str)
+        scored = _scored_mask(data, key, scored_key)
+        if scored is not None:
+            s = s.where(scored, unscored if unscored is not None else None).dropna()
+            g = g.loc[s.index]
         table = pd.crosstab(g, s).astype(float)
-        table = table.loc[_collate.collate_sorted(table.index), _collate.collate_sorted(table.columns)]
+        cols = _collate.collate_sorted(set(table.columns) - {unscored})
+        table = table.loc[_collate.collate_sorted(table.index), cols + ([unscored] if unscored in table.columns else [])]
         ylab = "cells"
     if order is not None:
         missing = [o for o in order if o not in table.index]
@@ -421,6 +470,10 @@ def metrics_heatmap(
     ax.set_xlabel(m.index.name or "SE")
     diag = np.diag(m.to_numpy(dtype=float)) if m.shape[0] == m.shape[1] else np.array([np.nan])
     ax.set_title(f"{metric} (mean of diagonal {np.nanmean(diag):.2f})" if np.isfinite(diag).any() else metric)
+    n_out = info.get("n_outside", 0) if isinstance(info, Mapping) else 0
+    if n_out and info.get("scheme") == "r":  # R's scheme left cells out: say so under the plot
+        ax.set_xlabel(f"{ax.get_xlabel()}\n({n_out} cells predicted outside the true labels or unscored are left "
+                      "out, as R; metrics(scheme='all') counts them)")
     return ax
 
 
@@ -429,6 +482,7 @@ def confusion_heatmap(
     *,
     se_key: str = "SE",
     pred_key: str = "cvPred",
+    scored_key: str | None = "auto",
     normalize: bool = True,
     cmap: str = "Blues",
     annotate: bool | None = None,
@@ -443,6 +497,9 @@ def confusion_heatmap(
         One row per cell (``adata.obs``, :func:`ecorecover.loocv`'s result) or an AnnData.
     se_key, pred_key
         Columns with the true and the predicted SE.
+    scored_key
+        Column telling which predictions come from a scored cell (``"auto"``:
+        ``pred_key + "_scored"`` when present); the others form an ``"unscored"`` column.
     normalize
         Show, per true SE, the share of its cells given each prediction (rows sum to 1).
     cmap, annotate, ax, figsize
@@ -462,8 +519,13 @@ def confusion_heatmap(
     ok = obs[se_key].notna() & obs[pred_key].notna()
     t = obs.loc[ok, se_key].astype(str)
     p = obs.loc[ok, pred_key].astype(str)
+    sc_key = (f"{pred_key}_scored" if f"{pred_key}_scored" in obs.columns else None) if scored_key == "auto" else scored_key
+    scored = _scored_mask(obs.loc[ok], None, sc_key)
+    if scored is not None:
+        p = p.where(scored, UNSCORED)
     rows = _collate.collate_sorted(t)
-    cols = rows + [c for c in _collate.collate_sorted(p) if c not in rows]
+    cols = rows + [c for c in _collate.collate_sorted(set(p) - {UNSCORED}) if c not in rows]
+    cols += [UNSCORED] if UNSCORED in set(p) and UNSCORED not in rows else []
     tab = pd.crosstab(t, p).reindex(index=rows, columns=cols, fill_value=0).astype(float)
     if normalize:
         tot = tab.sum(axis=1).to_numpy()[:, None]
