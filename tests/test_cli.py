@@ -4,6 +4,7 @@ bad input (exit code 2, one line, nothing written), inspect and demo."""
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import ecorecover
 from ecorecover.cli import main
 from ecorecover.simulate import simulate_split
 
@@ -118,7 +120,7 @@ def test_array_runs_aggregate_and_recover_equal_the_api(files, tmp_path):
     table = tmp_path / "recovered.tsv"
     h5ad = tmp_path / "recovered.h5ad"
     code, err = _cli("recover", str(files["test_counts"]), "--meta", str(files["test_meta"]), "--model", str(ens_path),
-                     "--normalize", "--out", str(table), "--write-h5ad", str(h5ad), "-q")
+                     "--normalize", "--out", str(table), "--write-h5ad", str(h5ad), "--key-added", "SE_cli", "-q")
     assert code == 0, err
     test = _in_process_input(files["test_counts"], files["test_meta"])
     exp_table = recover(test, expected, progress=False)
@@ -129,7 +131,10 @@ def test_array_runs_aggregate_and_recover_equal_the_api(files, tmp_path):
     import anndata as ad
 
     back = ad.read_h5ad(h5ad)
-    assert list(back.obs["SE"].astype(str)) == list(exp_table["SE"])
+    assert list(back.obs["SE_cli"].astype(str)) == list(exp_table["SE"])
+    # the metadata's own SE column (the true labels) is kept
+    truth = pd.read_csv(files["test_meta"], sep="\t", index_col=0)["SE"]
+    assert list(back.obs["SE"].astype(str)) == list(truth.loc[back.obs_names].astype(str))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble.h5", "models", "recovered.h5ad", "recovered.tsv"]
 
 
@@ -405,7 +410,8 @@ def test_demo_files_feed_the_other_commands(capsys, tmp_path):
     import anndata as ad
 
     back = ad.read_h5ad(tmp_path / "r.h5ad")
-    assert list(back.obs["SE"].astype(str)) == list(exp["SE"])
+    key = inspect.signature(ecorecover.recover).parameters["key_added"].default  # --key-added's default
+    assert list(back.obs[key].astype(str)) == list(exp["SE"])
     assert (back.X != ad.read_h5ad(d / "held_out.h5ad").X).nnz == 0
     code, _, err = _run(capsys, "demo", "-q", "--cells", "1500", "--held-out", "600", "--out-dir", str(d))
     assert code == 2
@@ -432,3 +438,197 @@ def test_recover_published_models_matches_r_default_branch(capsys, tmp_path, pub
                         "--published", str(tmp_path), "--out", str(tmp_path / "x.tsv"), "-q")
     assert code == 2
     _one_error_line(err, str(tmp_path), "MERSCOPE_W_v1_B")
+
+
+# -- issue 13: hints in the CLI's spelling, metadata mistakes, kept counts, logging, --layer --------
+def _h5ad(files, name: str, path: Path, *, meta: bool = True):
+    from ecorecover.readers import read_expression
+
+    a = read_expression(files[f"{name}_counts"], meta=files[f"{name}_meta"] if meta else None)
+    a.write_h5ad(path)
+    return a
+
+
+def test_api_hints_are_spelled_as_options():
+    from ecorecover.cli import API_TO_FLAG, cli_spelling
+
+    assert cli_spelling("none of the model genes is found; if one holds gene symbols, pass gene_symbols=") == \
+        "none of the model genes is found; if one holds gene symbols, pass --gene-symbols"
+    assert cli_spelling("choose another key_added=, or pass overwrite=True to replace it") == \
+        "choose another --key-added, or pass --force to replace it"
+    assert cli_spelling("layer='counts' is not a layer; use_raw=True needs adata.raw") == \
+        "--layer 'counts' is not a layer; --use-raw needs adata.raw"
+    assert cli_spelling("layer=None") == "no --layer"
+    # only whole parameter names followed by '=': other text is left alone
+    assert cli_spelling('var_names="gene_symbols", adata.layer=1, my_layer=2') == \
+        'var_names="gene_symbols", adata.layer=1, my_layer=2'
+    parser_flags = {a for act in _subparser("recover")._actions for a in act.option_strings} | \
+        {a for act in _subparser("train")._actions for a in act.option_strings}
+    # every option a hint can name exists (use_raw only once the API has it)
+    named = set(API_TO_FLAG.values()) - {"--use-raw"}
+    assert named <= parser_flags, named - parser_flags
+
+
+def _subparser(name: str):
+    from ecorecover.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices[name]
+
+
+def test_gene_symbols_option_recovers_data_named_by_ensembl_ids(capsys, tmp_path, files, model_file):
+    """The library's hint ('pass gene_symbols=') reads '--gene-symbols' on the command line, and
+    the option exists: the same table as data named by symbol."""
+    a = _h5ad(files, "test", tmp_path / "sym.h5ad")
+    ens = a.copy()
+    ens.var["symbol"] = ens.var_names.to_numpy()
+    ens.var_names = [f"ENSG{i:011d}" for i in range(ens.n_vars)]
+    ens.write_h5ad(tmp_path / "ens.h5ad")
+    base = ["recover", "--model", str(model_file), "--normalize", "-q"]
+    code, _, err = _run(capsys, *base, str(tmp_path / "ens.h5ad"), "--out", str(tmp_path / "x.tsv"))
+    assert code == 2
+    line = _one_error_line(err, "ens.h5ad", "--gene-symbols")
+    assert "gene_symbols=" not in line
+    code, _, err = _run(capsys, *base, str(tmp_path / "ens.h5ad"), "--gene-symbols", "symbol", "--out", str(tmp_path / "e.tsv"))
+    assert code == 0, err
+    code, _, err = _run(capsys, *base, str(tmp_path / "sym.h5ad"), "--out", str(tmp_path / "s.tsv"))
+    assert code == 0, err
+    e = pd.read_csv(tmp_path / "e.tsv", sep="\t", index_col=0, float_precision="round_trip")
+    s = pd.read_csv(tmp_path / "s.tsv", sep="\t", index_col=0, float_precision="round_trip")
+    pd.testing.assert_frame_equal(e, s, check_exact=True)
+    code, _, err = _run(capsys, *base, str(tmp_path / "ens.h5ad"), "--gene-symbols", "gene_name", "--out", str(tmp_path / "y.tsv"))
+    assert code == 2
+    _one_error_line(err, "'gene_name'", "--gene-symbols", "symbol")
+
+
+def test_forgotten_meta_and_transposed_h5ad_say_what_is_wrong(capsys, tmp_path, files, model_file):
+    _h5ad(files, "train", tmp_path / "bare.h5ad", meta=False)
+    code, _, err = _run(capsys, "train", str(tmp_path / "bare.h5ad"), "--out", str(tmp_path / "m.h5"), "-q")
+    assert code == 2
+    _one_error_line(err, "bare.h5ad", "'CellType'", "no cell metadata", "--meta")
+    a = _h5ad(files, "train", tmp_path / "cells.h5ad")
+    t = a.T.copy()  # genes x cells: the metadata is in var
+    t.write_h5ad(tmp_path / "genes_by_cells.h5ad")
+    code, _, err = _run(capsys, "train", str(tmp_path / "genes_by_cells.h5ad"), "--out", str(tmp_path / "m.h5"), "-q")
+    assert code == 2
+    _one_error_line(err, "genes_by_cells.h5ad", "genes x cells", "transpose")
+    # genes x cells without metadata: the gene ids in obs give it away
+    bare = t.copy()
+    bare.var = bare.var.iloc[:, :0]
+    bare.obs_names = [f"ENSG{i:011d}" for i in range(bare.n_obs)]
+    bare.write_h5ad(tmp_path / "ens_by_cells.h5ad")
+    code, _, err = _run(capsys, "recover", str(tmp_path / "ens_by_cells.h5ad"), "--model", str(model_file),
+                        "--out", str(tmp_path / "r.tsv"), "-q")
+    assert code == 2
+    _one_error_line(err, "look like genes", "transpose")
+    assert _listing(tmp_path) == ["bare.h5ad", "cells.h5ad", "ens_by_cells.h5ad", "genes_by_cells.h5ad"]
+
+
+def test_meta_written_by_pandas_with_its_index(capsys, tmp_path, files):
+    """pandas' to_csv writes an empty first header field for the index; with a default index the
+    first column is row numbers and the cell ids follow: both are read."""
+    m = pd.read_csv(files["train_meta"], sep="\t", index_col=0, dtype=str)
+    ref = tmp_path / "ref.h5"
+    code, _, err = _run(capsys, "train", str(files["train_counts"]), "--meta", str(files["train_meta"]),
+                        "--normalize", "--out", str(ref), "-q")
+    assert code == 0, err
+    from ecorecover.model import load_model
+
+    variants = {
+        "unnamed_index.csv": lambda p: m.rename_axis(None).to_csv(p),  # ",Sample,CellType,SE"
+        "unnamed_index.tsv": lambda p: m.rename_axis(None).to_csv(p, sep="\t"),  # "\tSample..."
+        "row_numbers.tsv": lambda p: m.reset_index().to_csv(p, sep="\t"),  # "\tcell\tSample..."
+        "row_numbers.csv": lambda p: m.reset_index().rename(columns={"cell": "barcode"}).to_csv(p),
+    }
+    for name, write in variants.items():
+        write(tmp_path / name)
+        out = tmp_path / f"{name}.h5"
+        code, _, err = _run(capsys, "train", str(files["train_counts"]), "--meta", str(tmp_path / name),
+                            "--normalize", "--out", str(out), "-q")
+        assert code == 0, (name, err)
+        _same_weights(load_model(out), load_model(ref))
+
+
+def test_write_h5ad_keeps_the_raw_counts(capsys, tmp_path, files, model_file):
+    import anndata as ad
+
+    from ecorecover.preprocessing import log_normalize
+    from ecorecover.readers import read_expression
+
+    out = tmp_path / "r.h5ad"
+    code, _, err = _run(capsys, "recover", str(files["test_counts"]), "--meta", str(files["test_meta"]),
+                        "--model", str(model_file), "--normalize", "--out", str(tmp_path / "r.tsv"),
+                        "--write-h5ad", str(out), "-q")
+    assert code == 0, err
+    raw = read_expression(files["test_counts"]).X
+    back = ad.read_h5ad(out)
+    assert "counts" in back.layers
+    assert (back.layers["counts"] != raw).nnz == 0
+    assert (back.X != log_normalize(raw)).nnz == 0
+
+
+def test_layer_option(capsys, tmp_path, files, model_file):
+    """--layer reads layers[NAME] instead of X (with --normalize: raw counts in the layer)."""
+    import anndata as ad
+
+    a = _h5ad(files, "train", tmp_path / "train.h5ad")
+    a.layers["raw"] = a.X.copy()
+    a.X = a.X.power(2)  # X is something else: must not be used
+    a.write_h5ad(tmp_path / "layered.h5ad")
+    code, _, err = _run(capsys, "train", str(tmp_path / "layered.h5ad"), "--layer", "raw", "--normalize",
+                        "--out", str(tmp_path / "m.h5"), "-q")
+    assert code == 0, err
+    from ecorecover.model import load_model
+
+    _same_weights(load_model(tmp_path / "m.h5"), load_model(model_file))
+    code, _, err = _run(capsys, "train", str(tmp_path / "layered.h5ad"), "--layer", "counts", "--normalize",
+                        "--out", str(tmp_path / "m2.h5"), "-q")
+    assert code == 2
+    _one_error_line(err, "layered.h5ad", "'counts'", "--layer", "raw")
+    t = _h5ad(files, "test", tmp_path / "test.h5ad")
+    code, _, err = _run(capsys, "recover", str(tmp_path / "test.h5ad"), "--model", str(model_file), "--normalize",
+                        "--out", str(tmp_path / "x.tsv"), "-q")
+    assert code == 0, err
+    t.layers["raw"] = t.X.copy()
+    t.X = t.X.power(2)
+    t.write_h5ad(tmp_path / "test_layered.h5ad")
+    code, _, err = _run(capsys, "recover", str(tmp_path / "test_layered.h5ad"), "--model", str(model_file), "--layer",
+                        "raw", "--normalize", "--out", str(tmp_path / "y.tsv"), "--write-h5ad", str(tmp_path / "y.h5ad"), "-q")
+    assert code == 0, err
+    x = pd.read_csv(tmp_path / "x.tsv", sep="\t", index_col=0, float_precision="round_trip")
+    y = pd.read_csv(tmp_path / "y.tsv", sep="\t", index_col=0, float_precision="round_trip")
+    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    back = ad.read_h5ad(tmp_path / "y.h5ad")
+    assert (back.X != t.X).nnz == 0 and (back.layers["raw"] != t.layers["raw"]).nnz == 0  # both kept
+
+
+def test_verbose_logs_files_cells_per_type_and_timings(capsys, tmp_path, files, model_file, monkeypatch):
+    import logging
+
+    m = pd.read_csv(files["test_meta"], sep="\t", index_col=0)
+    code, _, err = _run(capsys, "recover", str(files["test_counts"]), "--meta", str(files["test_meta"]),
+                        "--model", str(model_file), "--normalize", "--out", str(tmp_path / "r.tsv"), "-v")
+    assert code == 0, err
+    assert re.search(r"read .*test_counts\.tsv\.gz: 400 cells x 100 genes, metadata from .*test_meta\.tsv \([0-9.]+ s\)", err), err
+    counts = m["CellType"].value_counts()
+    line = next(ln for ln in err.splitlines() if "cells per cell type" in ln)
+    for ct, n in counts.items():
+        assert f"{ct} {n}" in line, (ct, n, line)
+    assert re.search(r"log-normalised .*\([0-9.]+ s\)", err) and re.search(r"recovered 400 cells in [0-9.]+ s", err), err
+    assert " DEBUG " in err or " INFO " in err  # -v: timestamped records with levels and logger names
+
+    # the library's loggers are children of "ecorecover": their debug records show with -v only
+    from ecorecover import cli
+
+    def emit(args):
+        logging.getLogger("ecorecover.some_module").debug("library detail %d", 42)
+        logging.getLogger("ecorecover.some_module").info("library progress")
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_inspect", emit)
+    code, _, err = _run(capsys, "inspect", "x.h5", "-v")
+    assert code == 0 and "DEBUG ecorecover.some_module: library detail 42" in err, err
+    code, _, err = _run(capsys, "inspect", "x.h5")
+    assert code == 0 and "library detail" not in err and "ecorecover: library progress" in err, err
+    code, _, err = _run(capsys, "inspect", "x.h5", "-q")
+    assert code == 0 and err == "", err

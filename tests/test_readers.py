@@ -270,3 +270,30 @@ def test_align_meta_errors(tmp_path, counts):
     t = ad.AnnData(X=np.zeros((2, 3)), obs=pd.DataFrame(index=["g1", "g2"]), var=pd.DataFrame(index=["a", "b", "c"]))
     with pytest.raises(InputFileError, match="must be genes x cells"):
         align_meta(t, pd.DataFrame({"CellType": ["B", "T", "B"]}, index=["a", "b", "c"]))
+
+
+def test_read_meta_written_by_pandas_with_an_index(tmp_path, counts):
+    """pandas' to_csv(index=True): an empty first header field; with a default (row-number) index
+    the cell ids are the next column. Repeated header names are named in the error."""
+    ids = list(CELLS)
+    m = pd.DataFrame({"cell": ids, "CellType": ["B", "T"] * (len(ids) // 2)})
+    m.set_index("cell").rename_axis(None).to_csv(tmp_path / "unnamed.csv")  # ",CellType"
+    assert (tmp_path / "unnamed.csv").read_text().startswith(",CellType\n")
+    got = read_meta(tmp_path / "unnamed.csv")
+    assert list(got.index) == ids and list(got.columns) == ["CellType"]
+    m.to_csv(tmp_path / "rownumbers.tsv", sep="\t")  # "\tcell\tCellType": row numbers first
+    got = read_meta(tmp_path / "rownumbers.tsv")
+    assert list(got.index) == [str(i) for i in range(len(ids))] and list(got.columns) == ["cell", "CellType"]
+    x = tmp_path / "x.tsv"
+    _write_table(x, counts)
+    a = read_expression(x, meta=tmp_path / "rownumbers.tsv")  # the cell-id column is found
+    assert list(a.obs["CellType"]) == list(m["CellType"])
+    # ids in a later column of a table with real ids first: explained, not guessed
+    other = m.assign(sample=["s1"] * len(ids))[["sample", "cell", "CellType"]]
+    other.index = [f"r{i}" for i in range(len(ids))]
+    other.to_csv(tmp_path / "other.tsv", sep="\t")
+    with pytest.raises(InputFileError, match=r"other.tsv: no cell id matches.*column 'cell' holds the cell ids: make it the first column"):
+        read_expression(x, meta=tmp_path / "other.tsv")
+    (tmp_path / "dupcols.tsv").write_text("cell\tCellType\tSE\tCellType\nc1\tB\tSE01\tB\n")
+    with pytest.raises(InputFileError, match=r"dupcols.tsv: repeated column name\(s\) in the header: 'CellType'"):
+        read_meta(tmp_path / "dupcols.tsv")

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -42,6 +43,44 @@ class _Parser(argparse.ArgumentParser):
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+#: The Python API's parameter names and the options that set them on the command line. Messages
+#: raised by the library name the parameters (``pass gene_symbols=``); the CLI prints the options.
+API_TO_FLAG = {
+    "gene_symbols": "--gene-symbols",
+    "layer": "--layer",
+    "use_raw": "--use-raw",
+    "key_added": "--key-added",
+    "overwrite": "--force",
+    "celltype_key": "--celltype-key",
+    "se_key": "--se-key",
+    "sample_key": "--sample-key",
+    "n_features": "--n-features",
+    "n_features_per_se": "--n-features-per-se",
+    "min_score": "--min-score",
+    "n_runs": "--runs",
+}
+_API_PARAM = re.compile(r"(?<![\w.\-])(" + "|".join(sorted(API_TO_FLAG, key=len, reverse=True)) + r")=(True\b|False\b|None\b)?")
+
+
+def cli_spelling(text: str) -> str:
+    """``text`` with the API's ``name=`` hints spelled as this command line's options.
+
+    ``pass gene_symbols=`` becomes ``pass --gene-symbols``, ``layer='counts'`` becomes
+    ``--layer 'counts'``, ``overwrite=True`` becomes ``--force``, ``layer=None`` becomes
+    ``no --layer``; other text is unchanged.
+    """
+    def flag(m: re.Match[str]) -> str:
+        opt = API_TO_FLAG[m.group(1)]
+        if m.group(2) == "True":  # a switch
+            return opt
+        if m.group(2) is not None:  # False / None: the option left out
+            return f"no {opt}"
+        rest = m.string[m.end():m.end() + 1]
+        return opt + (" " if rest and not rest.isspace() and rest not in ",;:)" else "")
+
+    return _API_PARAM.sub(flag, text)
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -120,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = ("expression data: .h5ad, 10x .h5, 10x matrix.mtx directory, or a genes x cells "
                  ".tsv/.csv(.gz) table with gene names in the first column")
     meta_help = "cell metadata table (.tsv/.csv(.gz), first column cell ids), aligned to the cells by id"
+    layer_help = ("use this layer of an .h5ad (layers[NAME]) instead of X; with --normalize it holds the raw "
+                  "counts (default: X)")
 
     # train
     t = sub.add_parser(
@@ -143,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-index", type=_nonneg_int, default=None, metavar="I",
                    help=f"train only run I (0 <= I < R) with seed S + I (default: ${RUN_INDEX_ENV} when set)")
     t.add_argument("--normalize", action="store_true", help="log-normalise raw counts first (Seurat LogNormalize)")
+    t.add_argument("--layer", metavar="NAME", default=None, help=layer_help)
     t.set_defaults(func=_cmd_train)
 
     # aggregate
@@ -176,8 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-score", type=_unit_float, default=0.0, metavar="X", help="cells scoring below are 'NonSE' (default: %(default)s)")
     r.add_argument("--mode", choices=("exact", "fast"), default="exact", help="exact = R's algorithm (default); fast = per-cell solver")
     r.add_argument("--out", metavar="TABLE", required=True, help="output table: .tsv, .csv (optionally .gz) or .parquet (needs pyarrow)")
-    r.add_argument("--write-h5ad", metavar="OUT.h5ad", default=None, help="also write the data with the results in obs/obsm/uns")
+    r.add_argument("--write-h5ad", metavar="OUT.h5ad", default=None,
+                   help="also write the data with the results in obs/obsm/uns (with --normalize: X log-normalised, "
+                   "the raw counts in layers['counts'])")
     r.add_argument("--normalize", action="store_true", help="log-normalise raw counts first (Seurat LogNormalize)")
+    r.add_argument("--layer", metavar="NAME", default=None, help=layer_help)
+    r.add_argument("--gene-symbols", metavar="COLUMN", default=None,
+                   help="match the model's genes to this var column (e.g. gene symbols when var names are "
+                   "Ensembl ids) instead of the var names")
+    r.add_argument("--key-added", metavar="KEY", default=_api_default("recover", "key_added", "SE_recovered"),
+                   help="obs/obsm/uns key of the results in --write-h5ad's file; an existing key is replaced only "
+                   "with --force (default: %(default)s)")
     r.set_defaults(func=_cmd_recover)
 
     # inspect
@@ -207,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _api_default(func: str, param: str, fallback: Any) -> Any:
+    """The default of ``param`` of the Python API's ``ecorecover.<func>`` (the CLI uses the same)."""
+    import inspect
+
+    import ecorecover
+
+    p = inspect.signature(getattr(ecorecover, func)).parameters.get(param)
+    return fallback if p is None or p.default is inspect.Parameter.empty else p.default
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def _setup_logging(verbose: bool, quiet: bool) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
@@ -223,7 +284,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> logging.Handler:
 
 def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: Any = None) -> None:
-    text = _one_line(message)
+    text = cli_spelling(_one_line(message))
     if category.__name__ == "RawCountWarning":
         text += " [use --normalize to log-normalise raw counts instead]"
     log.warning("warning: %s", text)
@@ -250,8 +311,7 @@ def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, m
         if key is None:
             continue
         if key not in adata.obs.columns:
-            shown = ", ".join(map(str, cols[:12])) + (", ..." if len(cols) > 12 else "")
-            raise CLIError(f"{where}: no column {key!r} for {opt} (columns: {shown or 'none'})")
+            raise CLIError(_missing_key_message(adata, key, opt, data, meta))
         col = adata.obs[key]
         if col.isna().any() and opt in may_be_missing:
             values = col.astype(object).to_numpy()
@@ -266,13 +326,72 @@ def _check_keys(adata: Any, keys: Sequence[tuple[str, str | None]], data: str, m
         adata.obs[key] = col.astype(str).to_numpy()
 
 
-def _normalize(adata: Any, data: str) -> None:
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+_BARCODE = re.compile(r"^[ACGTN]{8,}([-_.]\w+)?$")
+
+
+def _share(names: Any, pattern: re.Pattern[str], n: int = 200) -> float:
+    vals = [str(v) for v in list(names[:n])]
+    return sum(bool(pattern.match(v)) for v in vals) / len(vals) if vals else 0.0
+
+
+def _transposed_hint(adata: Any, key: str) -> str:
+    """Why the data may be genes x cells instead of cells x genes ("" when nothing suggests it)."""
+    if key in adata.var.columns:
+        return f"{key!r} is a column of var, the genes' table"
+    if _share(adata.obs_names, _ENSEMBL) > 0.5:
+        return f"the cell ids look like genes ({', '.join(map(repr, map(str, adata.obs_names[:2])))})"
+    if _share(adata.var_names, _BARCODE) > 0.5:
+        return f"the gene names look like cell barcodes ({', '.join(map(repr, map(str, adata.var_names[:2])))})"
+    return ""
+
+
+def _missing_key_message(adata: Any, key: str, opt: str, data: str, meta: str | None) -> str:
+    """The message for a metadata column that is not there, saying what is probably wrong."""
+    cols = [str(c) for c in adata.obs.columns]
+    shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
+    where = meta if meta else data
+    msg = f"{where}: no column {key!r} for {opt}"
+    transposed = _transposed_hint(adata, key)
+    if transposed:
+        return (f"{msg}: {transposed}; {data} may be genes x cells: transpose it (cells must be rows of an .h5ad; "
+                "in Python: adata.T.write_h5ad(...))" + (f" (columns: {shown})" if cols else ""))
+    if not cols and meta is None:
+        return (f"{msg}: {data} has no cell metadata columns; pass --meta FILE, a table with the cell ids in its "
+                f"first column and a {key!r} column")
+    return f"{msg} (columns: {shown or 'none'})"
+
+
+def _free_layer(adata: Any, name: str) -> str:
+    """``name``, or ``name_1``, ``name_2``... when ``adata.layers`` already has it."""
+    out, i = name, 0
+    while out in adata.layers:
+        i += 1
+        out = f"{name}_{i}"
+    return out
+
+
+def _check_layer(adata: Any, layer: str | None, data: str) -> None:
+    if layer is None:
+        return
+    have = list(adata.layers.keys())
+    if layer not in have:
+        raise CLIError(f"{data}: no layer {layer!r} for --layer (layers: {', '.join(map(str, have[:12])) or 'none'})")
+
+
+def _normalize(adata: Any, data: str, layer: str | None = None) -> str | None:
+    """Log-normalise the raw counts in X, or in ``layers[layer]``, keeping the counts.
+
+    From X: X becomes log-normalised and the counts move to ``layers["counts"]`` (``counts_1``...
+    when taken). From a layer: the layer stays as it is and the log-normalised matrix goes to a new
+    layer ``<layer>_lognorm``, whose name is returned (X is left alone); None for X.
+    """
     import numpy as np
     import scipy.sparse as sp
 
     from .preprocessing import log_normalize
 
-    x = adata.X
+    x = adata.X if layer is None else adata.layers[layer]
     if sp.issparse(x):
         coo = x.tocoo()
         neg = np.flatnonzero(coo.data < 0)
@@ -287,8 +406,47 @@ def _normalize(adata: Any, data: str) -> None:
         raise CLIError(f"{data}: --normalize needs raw counts, but {n_neg} value(s) are negative, first for cell "
                        f"{str(adata.obs_names[i])!r}, gene {str(adata.var_names[j])!r}: {float(x[i, j])!r}")
     t0 = time.perf_counter()
-    adata.X = log_normalize(adata.X)
-    log.info("log-normalised (%.1f s)", time.perf_counter() - t0)
+    normalized = log_normalize(x)
+    if layer is None:
+        kept = _free_layer(adata, "counts")
+        adata.layers[kept] = x
+        adata.X = normalized
+        log.info("log-normalised X (%.1f s); the raw counts are kept in layers[%r]", time.perf_counter() - t0, kept)
+        return None
+    out = _free_layer(adata, f"{layer}_lognorm")
+    adata.layers[out] = normalized
+    log.info("log-normalised layers[%r] into layers[%r] (%.1f s)", layer, out, time.perf_counter() - t0)
+    return out
+
+
+def _takes(func: Any, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(func).parameters
+
+
+@contextlib.contextmanager
+def _expression_in(adata: Any, func: Any, layer: str | None) -> Iterator[dict[str, Any]]:
+    """The keyword arguments that make ``func`` read ``layers[layer]``: ``layer=`` when it takes
+    one, else the layer is put in X for the call (and X restored after)."""
+    if layer is None:
+        yield {}
+        return
+    if _takes(func, "layer"):
+        yield {"layer": layer}
+        return
+    orig = adata.X
+    adata.X = adata.layers[layer]
+    try:
+        yield {}
+    finally:
+        adata.X = orig
+
+
+def _log_cells_per_type(adata: Any, key: str) -> None:
+    counts = adata.obs[key].astype(str).value_counts(sort=False).sort_index()
+    shown = ", ".join(f"{ct} {int(n)}" for ct, n in list(counts.items())[:40]) + (", ..." if len(counts) > 40 else "")
+    log.info("cells per cell type (%s): %s", key, shown)
 
 
 def _load_model(path: str) -> Any:
@@ -366,8 +524,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     adata = _read_data(args.data, args.meta)
     _check_keys(adata, [("--celltype-key", args.celltype_key), ("--se-key", args.se_key),
                         ("--sample-key", args.sample_key)], args.data, args.meta, may_be_missing=("--se-key",))
-    if args.normalize:
-        _normalize(adata, args.data)
+    _check_layer(adata, args.layer, args.data)
+    _log_cells_per_type(adata, args.celltype_key)
+    layer = _normalize(adata, args.data, args.layer) if args.normalize else args.layer
     from ._train import train
     from .model import RecoveryModel
 
@@ -377,19 +536,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     files = args.data + (f" with {args.meta}" if args.meta else "")
     t0 = time.perf_counter()
     try:
-        if run_index is None:
-            log.info("training %d run(s), seeds %d..%d", args.runs, args.seed, args.seed + args.runs - 1)
-            model = train(adata, seed=args.seed, n_runs=args.runs, **kw)
-        else:
-            seed = args.seed + run_index
-            log.info("training run %d of %d (from %s) with seed %d + %d = %d", run_index, args.runs,
-                     origin, args.seed, run_index, seed)
-            model = train(adata, seed=seed, n_runs=1, **kw)
-            params = model.params
-            params.update(run_index=run_index, runs_total=args.runs, base_seed=args.seed, seed=seed,
-                          run_index_from=origin)
-            model = RecoveryModel({ct: model[ct] for ct in model}, params=params, runs=model.runs,
-                                  source=model.source)
+        with _expression_in(adata, train, layer) as layer_kw:
+            if run_index is None:
+                log.info("training %d run(s), seeds %d..%d", args.runs, args.seed, args.seed + args.runs - 1)
+                model = train(adata, seed=args.seed, n_runs=args.runs, **kw, **layer_kw)
+            else:
+                seed = args.seed + run_index
+                log.info("training run %d of %d (from %s) with seed %d + %d = %d", run_index, args.runs,
+                         origin, args.seed, run_index, seed)
+                model = train(adata, seed=seed, n_runs=1, **kw, **layer_kw)
+                params = model.params
+                params.update(run_index=run_index, runs_total=args.runs, base_seed=args.seed, seed=seed,
+                              run_index_from=origin)
+                model = RecoveryModel({ct: model[ct] for ct in model}, params=params, runs=model.runs,
+                                      source=model.source)
     except (ValueError, KeyError, TypeError) as exc:
         raise _input_error(files, exc) from exc
     log.info("trained %d cell type(s) in %.1f s", len(model), time.perf_counter() - t0)
@@ -495,18 +655,30 @@ def _cmd_recover(args: argparse.Namespace) -> int:
         model = _load_model(args.model)
         model_name = args.model
     log.info("model %s: %d cell type(s), %d SE(s)", model_name, len(model), len(model.se_names))
-    # .h5ad without --normalize: recovery streams the model genes from disk (memory stays flat)
-    adata = _read_data(args.data, args.meta, backed=not args.normalize)
-    _check_keys(adata, [("--celltype-key", args.celltype_key)], args.data, args.meta)
-    if args.normalize:
-        _normalize(adata, args.data)
     from ._recover import recover
 
+    # .h5ad without --normalize: recovery streams the model genes from disk (memory stays flat)
+    backed = not args.normalize and (args.layer is None or _takes(recover, "layer"))
+    adata = _read_data(args.data, args.meta, backed=backed)
+    _check_keys(adata, [("--celltype-key", args.celltype_key)], args.data, args.meta)
+    _check_layer(adata, args.layer, args.data)
+    if args.gene_symbols is not None and args.gene_symbols not in adata.var.columns:
+        cols = [str(c) for c in adata.var.columns]
+        raise CLIError(f"{args.data}: no var column {args.gene_symbols!r} for --gene-symbols (var columns: "
+                       f"{', '.join(cols[:12]) + (', ...' if len(cols) > 12 else '') or 'none'})")
+    _log_cells_per_type(adata, args.celltype_key)
+    layer = _normalize(adata, args.data, args.layer) if args.normalize else args.layer
+
     files = args.data + (f" with {args.meta}" if args.meta else "") + f" and {model_name}"
+    kw: dict[str, Any] = dict(celltype_key=args.celltype_key, min_score=args.min_score, mode=args.mode,
+                              key_added=args.key_added, gene_symbols=args.gene_symbols, progress=not args.quiet)
+    if _takes(recover, "overwrite"):
+        # obs keys matter only in --write-h5ad's file: replacing a key there needs --force
+        kw["overwrite"] = args.force or not args.write_h5ad
     t0 = time.perf_counter()
     try:
-        table = recover(adata, model, celltype_key=args.celltype_key, min_score=args.min_score,
-                        mode=args.mode, progress=not args.quiet)
+        with _expression_in(adata, recover, layer) as layer_kw:
+            table = recover(adata, model, **kw, **layer_kw)
     except (ValueError, KeyError, TypeError) as exc:
         raise _input_error(files, exc) from exc
     dt = time.perf_counter() - t0
@@ -593,7 +765,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     model = train(train_ad, celltype_key="CellType", se_key="SE", sample_key="Sample", seed=2024,
                   n_runs=args.runs, progress=not args.quiet)
     times["train"] = time.perf_counter() - t
-    # the true labels: recover() writes its calls into obs["SE"]
+    # the true labels (kept apart from the calls recover() writes into obs)
     truth = test_ad.obs["SE"].astype(str).to_numpy().copy()
     ct = test_ad.obs["CellType"].astype(str).to_numpy().copy()
     test_ad.obs["SE_true"] = truth
@@ -675,12 +847,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc, OSError) and not isinstance(exc, FileExistsError) and exc.filename and \
                     str(exc.filename) not in str(msg):
                 msg = f"{exc.filename}: {exc.strerror or msg}"
-            print(f"{prog}: error: {_one_line(msg)}", file=sys.stderr)
+            print(f"{prog}: error: {cli_spelling(_one_line(msg))}", file=sys.stderr)
             return 2
         except Exception as exc:  # noqa: BLE001 - an internal error: one line, traceback with -v
             if args.verbose:
                 traceback.print_exc(file=sys.stderr)
-            print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            print(f"{prog}: internal error: {type(exc).__name__}: {cli_spelling(_one_line(exc))} "
                   "(run with -v for the traceback)", file=sys.stderr)
             return 1
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -395,12 +396,16 @@ def read_meta(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         header, n_first = _header(p, sep)
         if n_first == len(header) + 1:
-            names = ["cell"] + header
+            names = [_index_name(header)] + header
         elif n_first == len(header):
-            names = ["cell" if not header[0] else header[0]] + header[1:]
+            # pandas' to_csv writes an empty first field for an unnamed index (",CellType,SE")
+            names = [header[0] or _index_name(header[1:])] + header[1:]
         else:
             raise InputFileError(p, f"the header has {len(header)} fields but the first row has {n_first} "
                                  f"(is the separator {'comma' if sep == ',' else 'tab'} right?)")
+        dup = [n for i, n in enumerate(names) if n in names[:i]]
+        if dup:
+            raise InputFileError(p, f"repeated column name(s) in the header: {_examples(list(dict.fromkeys(dup)))}")
         df = pd.read_csv(p, sep=sep, header=None, skiprows=1, names=names, dtype=str,
                          keep_default_na=False, na_values=list(_META_NA))
     except (InputFileError, MemoryError):
@@ -445,6 +450,34 @@ def _as_numbers(col: pd.Series) -> pd.Series | None:
     return num
 
 
+def _index_name(columns: Sequence[str]) -> str:
+    """A name for an unnamed cell-id column that is not one of ``columns``."""
+    for name in ("cell", "cell_id", "_index"):
+        if name not in columns:
+            return name
+    i = 1
+    while f"_index{i}" in columns:
+        i += 1
+    return f"_index{i}"
+
+
+def _row_numbers(ids: pd.Index) -> bool:
+    """Whether ``ids`` are 0, 1, ..., n-1: the row numbers pandas writes for a default index."""
+    return len(ids) > 0 and list(ids) == [str(i) for i in range(len(ids))]
+
+
+def _id_columns(meta: pd.DataFrame, cells: pd.Index) -> list[str]:
+    """The columns of ``meta`` whose values include every cell id of the data."""
+    out = []
+    for c in meta.columns:
+        col = meta[c]
+        if col.isna().any():
+            continue
+        if cells.isin(pd.Index(col.astype(str))).all():
+            out.append(str(c))
+    return out
+
+
 def align_meta(adata: Any, meta: pd.DataFrame, *, data_name: str = "data", meta_name: str = "meta") -> Any:
     """Put ``meta``'s rows in the order of ``adata``'s cells (by id) into ``adata.obs``.
 
@@ -458,12 +491,26 @@ def align_meta(adata: Any, meta: pd.DataFrame, *, data_name: str = "data", meta_
         names match, i.e. a cells x genes table), when cells have no row, or ids repeat.
     """
     ids = pd.Index(meta.index.astype(str))
-    _check_unique(meta_name, ids, "cell ids")
     cells = pd.Index(adata.obs_names.astype(str))
     found = cells.isin(ids)
     if not found.any():
+        id_cols = _id_columns(meta, cells)
+        if _row_numbers(ids) and len(id_cols) == 1:
+            # written by pandas with its default index (0, 1, ...) before the cell-id column
+            logging.getLogger("ecorecover.readers").info(
+                "%s: the first column holds row numbers 0..%d; cell ids taken from column %r",
+                meta_name, len(ids) - 1, id_cols[0])
+            meta = meta.set_index(id_cols[0])
+            ids = pd.Index(meta.index.astype(str))
+            found = cells.isin(ids)
+    _check_unique(meta_name, ids, "cell ids")
+    if not found.any():
         hint = ""
-        if pd.Index(adata.var_names.astype(str)).isin(ids).any():
+        id_cols = _id_columns(meta, cells)
+        if id_cols:
+            hint = (f"; column {id_cols[0]!r} holds the cell ids: make it the first column (pandas: "
+                    f"meta.set_index({id_cols[0]!r}).to_csv(...))")
+        elif pd.Index(adata.var_names.astype(str)).isin(ids).any():
             hint = (f"; its ids match the gene names of {data_name}: a text table must be genes x cells "
                     "(gene names in the first column, cell ids in the header)")
         raise InputFileError(
