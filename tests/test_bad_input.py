@@ -236,6 +236,71 @@ def _set_w0(f: h5py.File, value: float) -> None:
     f["weights/0/W"][1, 2] = value
 
 
+def _external_w0(ctx: SimpleNamespace) -> None:
+    """W0 stored in another file (issue 14: any readable file was loaded as weights)."""
+    shape = ctx.model["B"].shape
+    other = ctx.tmp / "other.bin"
+    other.write_bytes(np.full(shape, 0.5).tobytes())
+
+    def edit(f: h5py.File) -> None:
+        del f["weights/0/W"]
+        f.create_dataset("weights/0/W", shape=shape, dtype="<f8", external=[(str(other), 0, 8 * shape[0] * shape[1])])
+
+    _edited(ctx, edit)
+
+
+def _linked_w0(f: h5py.File, link: Any) -> None:
+    del f["weights/0/W"]
+    f["weights/0/W"] = link
+
+
+def _declared_w0(f: h5py.File) -> None:
+    """W0 declared 100 MB larger than what the file stores (issue 14: allocated as declared)."""
+    del f["weights/0/W"]
+    f.create_dataset("weights/0/W", shape=(12_500, 1_000), dtype="<f8")
+
+
+def _cell_types(f: h5py.File, names: list[str]) -> None:
+    del f["cell_types"]
+    f.create_dataset("cell_types", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
+
+
+def _rds_bomb(ctx: SimpleNamespace) -> None:
+    import gzip
+
+    p = ctx.tmp / "bomb.rds"
+    with gzip.open(p, "wb") as fh:  # 64 MB of zeros behind an XDR header, ~70 KB compressed
+        fh.write(b"X\n" + np.array([3, 0, 0, 5], dtype=">i4").tobytes() + b"UTF-8")
+        for _ in range(64):
+            fh.write(bytes(1 << 20))
+    er.read_r_models(p)
+
+
+def _ragged_tsv(ctx: SimpleNamespace) -> None:
+    p = ctx.tmp / "B.tsv"
+    p.write_text("\tSE01\tSE02\nA__pos\t0.5\t0.25\nA__neg\t0.5\n")
+    er.read_r_models(p)
+
+
+def _save_twice(ctx: SimpleNamespace) -> None:
+    _saved(ctx)
+    _saved(ctx)
+
+
+def _save_onto_symlink(ctx: SimpleNamespace) -> None:
+    (ctx.tmp / "target.h5").write_bytes(b"keep")
+    (ctx.tmp / "m.h5").symlink_to(ctx.tmp / "target.h5")
+    ctx.model.save(ctx.tmp / "m.h5", overwrite=True)
+
+
+def _cli_force_onto_fifo(ctx: SimpleNamespace) -> None:
+    import os
+
+    model = _saved(ctx, "run.h5")
+    os.mkfifo(ctx.tmp / "ens.h5")
+    _cli("aggregate", model, "--out", ctx.tmp / "ens.h5", "--force")
+
+
 # -- CLI -------------------------------------------------------------------------------------
 
 
@@ -404,6 +469,30 @@ CASES = [
     Case("save-missing-directory", lambda c: c.model.save(c.tmp / "nodir" / "m.h5"), FileNotFoundError,
          r"nodir/m\.h5: directory .*nodir does not exist"),
     Case("save-onto-directory", lambda c: c.model.save(c.tmp), IsADirectoryError, r"is a directory"),
+    # ---- untrusted model files and saves (issue 14)
+    Case("load-external-storage", _external_w0, MFE, r"edited\.h5: dataset /weights/0/W keeps its data in external"),
+    Case("load-external-link", lambda c: _edited(c, lambda f: _linked_w0(f, h5py.ExternalLink("/etc/passwd", "/x"))),
+         MFE, r"edited\.h5: /weights/0/W is an external link to '/etc/passwd'"),
+    Case("load-soft-link", lambda c: _edited(c, lambda f: _linked_w0(f, h5py.SoftLink("/weights/1/W"))), MFE,
+         r"edited\.h5: /weights/0/W is a soft link"),
+    Case("load-declared-size", lambda c: _edited(c, _declared_w0), MFE,
+         r"edited\.h5: dataset /weights/0/W declares shape \(12500, 1000\) \(100000000 bytes\) but stores 0"),
+    Case("load-cell-types-short", lambda c: _edited(c, lambda f: _cell_types(f, ["B"])), MFE,
+         r"edited\.h5: /cell_types holds 1 cell types, but n_cell_types is 2"),
+    Case("load-cell-types-duplicated", lambda c: _edited(c, lambda f: (_cell_types(f, ["B", "B"]),
+                                                                        f["weights/1"].attrs.__setitem__("cell_type", "B"))),
+         MFE, r"edited\.h5: /cell_types names cell type\(s\) \['B'\] more than once"),
+    Case("read-rds-decompression-bomb", _rds_bomb, MFE, r"bomb\.rds: the \d+-byte gzip stream decompresses to more"),
+    Case("read-tsv-ragged", _ragged_tsv, MFE, r"B\.tsv: ragged table: line 3 has 2 fields, expected 3"),
+    Case("model-empty-w", lambda c: er.RecoveryModel({"B": c.model["B"].iloc[:0]}), ValueError,
+         r"weights\['B'\] is empty \(0 features x \d+ SEs\)"),
+    Case("aggregate-empty-w", lambda c: er.aggregate([c.model], delta_threshold=1e9), ValueError,
+         r"empty W for cell type\(s\) 'B' \(0 features x \d+ SEs\), 'CD4T'.*delta_threshold=1000000000"),
+    Case("save-existing-file", _save_twice, FileExistsError, r"m\.h5: output file exists; pass overwrite=True"),
+    Case("save-onto-symlink-overwrite", _save_onto_symlink, OSError,
+         r"m\.h5: output path exists and is a symbolic link, not a regular file"),
+    Case("cli-force-onto-fifo", _cli_force_onto_fifo, CLIFailed,
+         r"^exit 2: .*ens\.h5: output path exists and is a fifo, not a regular file"),
     # ---- recover: values
     Case("recover-nan", lambda c: _recover(_set(c, 3, _model_gene(c), np.nan), c.model), ValueError,
          r"non-finite.*cell 'c003', gene 'G\d+'"),
