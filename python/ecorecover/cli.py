@@ -3,8 +3,9 @@
 Every output file is written atomically (temporary file + rename; removed on errors and SIGTERM)
 and is never overwritten without ``--force``; a symlink, device, fifo or directory is never
 replaced, even with ``--force`` (the rule of ``RecoveryModel.save``). Exit codes: 0 success,
-2 bad usage or input (a one-line message naming the file and the problem; ``-v`` adds the traceback), 1 an unexpected internal error, 130
-interrupted. Progress bars go to stderr (``--quiet`` turns them off).
+2 bad usage or input (a one-line message naming the file and the problem; ``-v`` adds the
+traceback), 1 an unexpected internal error, 130 interrupted. Progress bars go to stderr
+(``--quiet`` turns them off).
 """
 
 from __future__ import annotations
