@@ -1,5 +1,8 @@
 # Type stubs of the compiled core (rust/py). Private: use the public modules
 # ecorecover.preprocessing, ecorecover.rng and ecorecover.nmf instead.
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
@@ -7,9 +10,19 @@ __version__: str
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+_T = TypeVar("_T")
 
 def build_info() -> list[tuple[str, str]]: ...
 def _panic_for_tests(message: str) -> None: ...
+
+class CancelToken:
+    """Stops the iterative kernels called through ``run`` (from any thread) once cancelled."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    def run(self, f: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T: ...
 
 class RRandom:
     def __init__(self, seed: int) -> None: ...

@@ -514,6 +514,9 @@ class _Engine:
         filled = np.zeros(len(runs), dtype=np.int64)
         pending: set[Future[_RunResult]] = set()
         bar = _progress_bar(len(runs), self.progress, f"ecorecover.recover: runs ({self.mode})")
+        # The workers' kernels never see Ctrl-C (only the main thread does): cancelling this token
+        # stops the ones still running within milliseconds when the loop below is left early.
+        cancel = _core.CancelToken()
 
         def collect(done: set[Future[_RunResult]]) -> None:
             for f in done:
@@ -540,8 +543,8 @@ class _Engine:
                             g, mean, sd, const = self._group_args(gi)
                             pending.add(
                                 pool.submit(
-                                    _solve_run, self.mode, gi, ri, g, x, rows, mean, sd, const, self.sum_to_one,
-                                    kernel_threads, self.keep_details,
+                                    cancel.run, _solve_run, self.mode, gi, ri, g, x, rows, mean, sd, const,
+                                    self.sum_to_one, kernel_threads, self.keep_details,
                                 )
                             )
                             while len(pending) >= 2 * n_workers:
@@ -550,6 +553,7 @@ class _Engine:
                 done, pending = wait(pending)
                 collect(done)
             finally:
+                cancel.cancel()
                 for f in pending:
                     f.cancel()
                 bar.close()

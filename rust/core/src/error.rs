@@ -17,6 +17,9 @@ pub enum CoreError {
     /// Any other argument outside its domain.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The computation was stopped through its [`crate::Cancel`] flag before it finished.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, CoreError>;

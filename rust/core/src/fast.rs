@@ -15,7 +15,7 @@
 //! cell on the fixtures. `k` (the number of SEs) is small, ~12.
 //!
 //! Cells are independent: they are processed in parallel and each gives the same bits for any
-//! thread count.
+//! thread count. A [`Cancel`] flag is polled before each cell and every 10 Newton iterations.
 //!
 //! Also here: R's sum-to-one (`t(t(H) / colSums(H))`, colSums accumulating in x87 long
 //! double) for cells x k score matrices.
@@ -27,6 +27,7 @@
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
+use crate::cancel::Cancel;
 use crate::error::{CoreError, Result};
 use crate::longdouble::ld_sum;
 use crate::preprocess::scaled;
@@ -328,8 +329,9 @@ struct QpWork {
 /// non-negative minimiser of f's second-order model (a k-variable QP, solved by an active
 /// set method) gives the direction, followed by an Armijo backtracking search (full steps
 /// near the solution: quadratic convergence once the support is found, typically 3-6
-/// iterations). Returns the iterations run.
-fn solve_one(w: &mut Work, d: &[f64], k: usize, h: &mut [f64], opts: &FastOptions) -> usize {
+/// iterations). Returns the iterations run; gives up early (the caller then discards `h`)
+/// once `cancel` is set.
+fn solve_one(w: &mut Work, d: &[f64], k: usize, h: &mut [f64], opts: &FastOptions, cancel: &Cancel) -> usize {
     let p = w.v.len();
     if p == 0 {
         // No signal: the minimiser is h = 0; the multiplicative updates end at the floor.
@@ -346,6 +348,9 @@ fn solve_one(w: &mut Work, d: &[f64], k: usize, h: &mut [f64], opts: &FastOption
     let sigma = 1e-4;
     let mut it = 0;
     while it < opts.max_iter {
+        if it % 10 == 9 && cancel.is_cancelled() {
+            break;
+        }
         it += 1;
         // Gradient and Hessian of f at h.
         w.grad.copy_from_slice(d);
@@ -420,12 +425,14 @@ fn solve_one(w: &mut Work, d: &[f64], k: usize, h: &mut [f64], opts: &FastOption
 
 /// Fast recovery of the cells of a CSR block (cells x model genes, raw values): scales each
 /// value with `scaling` (if given), builds the cell's posneg features, and solves its KL
-/// problem. Returns H (cells x k) and the Newton iterations per cell.
+/// problem. Returns H (cells x k) and the Newton iterations per cell, or
+/// [`CoreError::Cancelled`] once `cancel` is set (polled before each cell).
 pub fn solve_cells(
     x: &Compressed,
     model: &GeneModel,
     scaling: Option<Scaling>,
     opts: &FastOptions,
+    cancel: &Cancel,
 ) -> Result<(Array2<f64>, Vec<u32>)> {
     let prep = prepare(model)?;
     let (k, g) = (prep.k, prep.g);
@@ -460,6 +467,9 @@ pub fn solve_cells(
         .for_each_init(
             || Work::new(g, k),
             |w, (cell, (hc, itc))| {
+                if cancel.is_cancelled() {
+                    return;
+                }
                 w.z.copy_from_slice(&z0);
                 let (lo, hi) = (x.indptr[cell] as usize, x.indptr[cell + 1] as usize);
                 for (&j, &val) in x.indices[lo..hi].iter().zip(&x.data[lo..hi]) {
@@ -498,9 +508,10 @@ pub fn solve_cells(
                         }
                     }
                 }
-                *itc = solve_one(w, &prep.denom, k, hc, opts) as u32;
+                *itc = solve_one(w, &prep.denom, k, hc, opts, cancel) as u32;
             },
         );
+    cancel.check()?;
     if let Some(e) = failed.into_inner().unwrap() {
         return Err(e);
     }
@@ -559,7 +570,7 @@ mod tests {
             indptr.push(indices.len() as i64);
         }
         let x = Compressed::new(&indptr, &indices, &data, 2, 4).unwrap();
-        let (h, it) = solve_cells(&x, &model, None, &FastOptions::default()).unwrap();
+        let (h, it) = solve_cells(&x, &model, None, &FastOptions::default(), &Cancel::new()).unwrap();
         let d: Vec<f64> = (0..3).map(|a| wpos.column(a).sum() + wneg.column(a).sum()).collect();
         for (c, r) in dense.outer_iter().enumerate() {
             let mut rows = vec![];
@@ -578,6 +589,18 @@ mod tests {
             assert!(res < 1e-8, "cell {c}: KKT residual {res}, iterations {}", it[c]);
             assert!(it[c] < 50);
         }
+    }
+
+    #[test]
+    fn a_set_cancel_flag_stops_the_solver() {
+        let wpos = array![[1.0, 0.2], [0.3, 1.0]];
+        let wneg = array![[0.2, 0.9], [0.8, 0.1]];
+        let model = GeneModel { wpos: wpos.view(), wneg: wneg.view(), posneg: true };
+        let x = Compressed::new(&[0, 2, 3], &[0, 1, 1], &[1.5, -0.5, 2.0], 2, 2).unwrap();
+        let cancel = Cancel::new();
+        assert!(solve_cells(&x, &model, None, &FastOptions::default(), &cancel).is_ok());
+        cancel.cancel();
+        assert_eq!(solve_cells(&x, &model, None, &FastOptions::default(), &cancel), Err(CoreError::Cancelled));
     }
 
     #[test]
@@ -605,8 +628,8 @@ mod tests {
         let x = Compressed::new(&indptr, &indices, &data, n, 3).unwrap();
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let a = one.install(|| solve_cells(&x, &model, None, &FastOptions::default()).unwrap());
-        let b = two.install(|| solve_cells(&x, &model, None, &FastOptions::default()).unwrap());
+        let a = one.install(|| solve_cells(&x, &model, None, &FastOptions::default(), &Cancel::new()).unwrap());
+        let b = two.install(|| solve_cells(&x, &model, None, &FastOptions::default(), &Cancel::new()).unwrap());
         assert_eq!(a.0, b.0);
         assert_eq!(a.1, b.1);
     }

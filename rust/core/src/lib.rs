@@ -4,8 +4,10 @@
 //! per-gene scaling ([`preprocess`]), posneg and the zero-variance filter, and the KL (Brunet)
 //! multiplicative updates with one factor fixed under NMF's connectivity stopping rule
 //! ([`nmf`]). Everything that is parallel gives the same bits for any number of threads: work
-//! is split over independent genes or cells and every reduction runs in a fixed order.
+//! is split over independent genes or cells and every reduction runs in a fixed order. Long
+//! kernels poll a [`Cancel`] flag and stop early when it is set.
 
+pub mod cancel;
 pub mod error;
 pub mod fast;
 pub mod longdouble;
@@ -15,6 +17,7 @@ pub mod rng;
 pub mod sparse;
 pub mod spatial;
 
+pub use cancel::Cancel;
 pub use error::{CoreError, Result};
 
 /// R's `.Machine$double.eps` (printed by R as 2.220446e-16), the floor NMF applies every

@@ -10,10 +10,15 @@
 //! updated factor is floored at [`crate::EPS`] and the connectivity rule is checked. Cells
 //! (H-step) or features (W-step) are independent within an iteration and are processed in
 //! parallel, each in a fixed sequential order: results do not depend on the thread count.
+//!
+//! Both steps poll a [`Cancel`] flag before every `every` iterations and, within them, before
+//! each block of [`LANES`] units and at most [`CANCEL_POLL_ITERS`] iterations: once it is set
+//! they return [`CoreError::Cancelled`] within a few milliseconds, whatever the problem size.
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
+use crate::cancel::Cancel;
 use crate::error::{CoreError, Result};
 use crate::EPS;
 
@@ -169,6 +174,11 @@ fn check_shapes(v: &ArrayView2<f64>, w: &ArrayView2<f64>, h: &ArrayView2<f64>) -
 /// otherwise latency-bound sums (and use SIMD across units).
 const LANES: usize = 8;
 
+/// Most iterations a block runs between two polls of the cancel flag. Splitting a block's
+/// iterations over several calls of its kernel changes no bit: the only state carried from one
+/// iteration to the next is the factor itself.
+pub const CANCEL_POLL_ITERS: usize = 10;
+
 /// The non-zeros of a block of `LANES` units, padded to a common length with zero entries
 /// (a zero of V contributes an exact +0 to every sum, so padding changes no bit).
 struct Block {
@@ -301,8 +311,19 @@ pub fn simd_level() -> &'static str {
 }
 
 /// Runs KL steps on `x` (n units x k, unit-major) with `f` fixed (t x k row-major), `nz` the
-/// non-zeros of V per unit, under the connectivity rule on `labels_of(x)`.
-fn run<L>(nz: &Nonzeros, f: &[f64], k: usize, denom: &[f64], x: &mut [f64], rule: &StopRule, labels_of: L) -> usize
+/// non-zeros of V per unit, under the connectivity rule on `labels_of(x)`; stops with
+/// [`CoreError::Cancelled`] (leaving `x` partly updated) once `cancel` is set.
+#[allow(clippy::too_many_arguments)]
+fn run<L>(
+    nz: &Nonzeros,
+    f: &[f64],
+    k: usize,
+    denom: &[f64],
+    x: &mut [f64],
+    rule: &StopRule,
+    cancel: &Cancel,
+    labels_of: L,
+) -> Result<usize>
 where
     L: Fn(&[f64]) -> Vec<u32>,
 {
@@ -327,10 +348,19 @@ where
     let every = rule.every.max(1);
     let mut it = 0usize;
     while it < rule.max_iter {
+        cancel.check()?;
         let block = (every - it % every).min(rule.max_iter - it);
         let end = it + block;
         blocks.par_iter().zip(xb.par_iter_mut()).for_each_init(Vec::new, |scratch, (b, xv)| {
-            block_steps_dispatch(b, f, k, denom, xv, block, scratch);
+            let mut done = 0;
+            while done < block {
+                if cancel.is_cancelled() {
+                    return; // the sweep is abandoned as a whole below
+                }
+                let steps = (block - done).min(CANCEL_POLL_ITERS);
+                block_steps_dispatch(b, f, k, denom, xv, steps, scratch);
+                done += steps;
+            }
             if end % every == 0 {
                 for v in xv.iter_mut().flat_map(|r| r.iter_mut()) {
                     if *v < EPS {
@@ -339,6 +369,7 @@ where
                 }
             }
         });
+        cancel.check()?;
         it = end;
         if it % every == 0 {
             for (b, xv) in blocks.iter().zip(&xb) {
@@ -360,15 +391,17 @@ where
             }
         }
     }
-    it
+    Ok(it)
 }
 
-/// H-step with W fixed: returns (H, iterations). V is m x n, W m x k, H0 k x n.
+/// H-step with W fixed: returns (H, iterations). V is m x n, W m x k, H0 k x n. Stops with
+/// [`CoreError::Cancelled`] once `cancel` is set.
 pub fn update_h(
     v: ArrayView2<f64>,
     w: ArrayView2<f64>,
     h0: ArrayView2<f64>,
     rule: &StopRule,
+    cancel: &Cancel,
 ) -> Result<(Array2<f64>, usize)> {
     check_shapes(&v, &w, &h0)?;
     let (m, n) = v.dim();
@@ -383,19 +416,21 @@ pub fn update_h(
     }
     let nz = Nonzeros::by_columns(&v);
     let mut x: Vec<f64> = (0..n).flat_map(|j| h0.column(j).to_vec()).collect();
-    let iters = run(&nz, &f, k, &denom, &mut x, rule, |x| argmax_labels(x, k));
+    let iters = run(&nz, &f, k, &denom, &mut x, rule, cancel, |x| argmax_labels(x, k))?;
     let h = Array2::from_shape_fn((k, n), |(a, j)| x[j * k + a]);
     Ok((h, iters))
 }
 
 /// W-step with H fixed: returns (W, iterations). V is m x n, W0 m x k, H k x n. The
 /// connectivity rule looks at the fixed H, so it stops after `every * (stationary + 2)`
-/// iterations (420 with NMF's defaults).
+/// iterations (420 with NMF's defaults). Stops with [`CoreError::Cancelled`] once `cancel` is
+/// set.
 pub fn update_w(
     v: ArrayView2<f64>,
     w0: ArrayView2<f64>,
     h: ArrayView2<f64>,
     rule: &StopRule,
+    cancel: &Cancel,
 ) -> Result<(Array2<f64>, usize)> {
     check_shapes(&v, &w0, &h)?;
     let (m, n) = v.dim();
@@ -411,7 +446,7 @@ pub fn update_w(
     let labels = argmax_labels(&f, k);
     let nz = Nonzeros::by_rows(&v);
     let mut x: Vec<f64> = w0.iter().copied().collect();
-    let iters = run(&nz, &f, k, &denom, &mut x, rule, |_| labels.clone());
+    let iters = run(&nz, &f, k, &denom, &mut x, rule, cancel, |_| labels.clone())?;
     let w = Array2::from_shape_fn((m, k), |(i, a)| x[i * k + a]);
     Ok((w, iters))
 }
@@ -434,7 +469,7 @@ mod tests {
         let v = array![[1.0, 0.0, 2.0], [0.5, 3.0, 0.0]];
         let h = array![[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]] + EPS;
         let w0 = array![[0.3, 0.6], [0.2, 0.9]];
-        let (w, it) = update_w(v.view(), w0.view(), h.view(), &StopRule::default()).unwrap();
+        let (w, it) = update_w(v.view(), w0.view(), h.view(), &StopRule::default(), &Cancel::new()).unwrap();
         assert_eq!(it, 420);
         // Converges to per-class means for a 0/1 H.
         assert!((w[[0, 0]] - 1.5).abs() < 1e-9);
@@ -446,6 +481,87 @@ mod tests {
         let v = Array2::<f64>::ones((3, 4));
         let w = Array2::<f64>::ones((2, 2));
         let h = Array2::<f64>::ones((2, 4));
-        assert!(matches!(update_h(v.view(), w.view(), h.view(), &StopRule::default()), Err(CoreError::Shape(_))));
+        let cancel = Cancel::new();
+        assert!(matches!(
+            update_h(v.view(), w.view(), h.view(), &StopRule::default(), &cancel),
+            Err(CoreError::Shape(_))
+        ));
+    }
+
+    fn problem(m: usize, n: usize, k: usize) -> (Array2<f64>, Array2<f64>, Array2<f64>) {
+        let v =
+            Array2::from_shape_fn((m, n), |(i, j)| ((i * 31 + j * 17) % 13) as f64 * ((i + j) % 3 != 0) as u8 as f64);
+        let w = Array2::from_shape_fn((m, k), |(i, a)| 0.1 + ((i * 7 + a * 5) % 11) as f64);
+        let h = Array2::from_shape_fn((k, n), |(a, j)| 0.1 + ((a * 3 + j * 13) % 7) as f64);
+        (v, w, h)
+    }
+
+    #[test]
+    fn a_set_cancel_flag_stops_both_steps() {
+        let (v, w, h) = problem(30, 50, 4);
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let rule = StopRule { max_iter: 1_000_000, every: 10, stationary: 1_000_000 };
+        assert_eq!(update_h(v.view(), w.view(), h.view(), &rule, &cancel), Err(CoreError::Cancelled));
+        assert_eq!(update_w(v.view(), w.view(), h.view(), &rule, &cancel), Err(CoreError::Cancelled));
+    }
+
+    #[test]
+    fn cancelling_from_another_thread_stops_an_endless_run() {
+        let (v, w, h) = problem(40, 400, 5);
+        // The connectivity check every 10 iterations, and a check period the run never reaches
+        // (the flag is then only seen inside the sweep).
+        for every in [10, usize::MAX / 2] {
+            let cancel = Cancel::new();
+            let rule = StopRule { max_iter: usize::MAX, every, stationary: usize::MAX };
+            let started = std::time::Instant::now();
+            let out = std::thread::scope(|s| {
+                let job = s.spawn(|| update_h(v.view(), w.view(), h.view(), &rule, &cancel));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                cancel.cancel();
+                job.join().unwrap()
+            });
+            assert_eq!(out, Err(CoreError::Cancelled));
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "every {every}: {:?}", started.elapsed());
+        }
+    }
+
+    #[test]
+    fn polling_changes_no_bit() {
+        // `every` > CANCEL_POLL_ITERS splits each block's iterations over several kernel calls;
+        // the result must equal the one of a single call per sweep (every = CANCEL_POLL_ITERS
+        // with the same floors: none, since max_iter < every).
+        let (v, w, h) = problem(30, 50, 4);
+        let cancel = Cancel::new();
+        let n = 3 * CANCEL_POLL_ITERS + 7;
+        let split = StopRule { max_iter: n, every: 1000, stationary: 40 };
+        let (a, ia) = update_h(v.view(), w.view(), h.view(), &split, &cancel).unwrap();
+        // Reference: the plain multiplicative update, unit by unit.
+        let (m, k) = w.dim();
+        let mut r = h.clone();
+        for _ in 0..n {
+            for j in 0..v.ncols() {
+                let mut acc = vec![0.0; k];
+                for i in 0..m {
+                    if v[[i, j]] == 0.0 {
+                        continue;
+                    }
+                    let mut wh = 0.0;
+                    for c in 0..k {
+                        wh += w[[i, c]] * r[[c, j]];
+                    }
+                    let q = if wh != 0.0 { v[[i, j]] / wh } else { 0.0 };
+                    for c in 0..k {
+                        acc[c] += w[[i, c]] * q;
+                    }
+                }
+                for c in 0..k {
+                    let d: f64 = (0..m).map(|i| w[[i, c]]).fold(0.0, |s, x| s + x);
+                    r[[c, j]] = r[[c, j]] * acc[c] / d;
+                }
+            }
+        }
+        assert_eq!(ia, n);
+        assert_eq!(a, r);
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use ecorecover_core::nmf::{update_h, update_w, StopRule};
 use ecorecover_core::preprocess::{scale_dense, ScaleMethod};
 use ecorecover_core::rng::RRandom;
+use ecorecover_core::Cancel;
 use ndarray::Array2;
 
 fn fixture(rel: &str) -> Vec<Vec<String>> {
@@ -86,7 +87,7 @@ fn h_step_matches_nmfpredict_kernel_small() {
         matrix(&format!("{d}H0.tsv.gz")),
         matrix(&format!("{d}H_raw.tsv.gz")),
     );
-    let (got, iters) = update_h(v.view(), w.view(), h0.view(), &StopRule::default()).unwrap();
+    let (got, iters) = update_h(v.view(), w.view(), h0.view(), &StopRule::default(), &Cancel::new()).unwrap();
     assert_eq!(iters, 970);
     assert_eq!(got, h);
 }
@@ -106,7 +107,7 @@ fn w_step_matches_nmfgeneratew() {
         fr[1..].iter().map(|r| (r[0].clone(), r[1..].iter().map(|x| x.parse().unwrap()).collect())).collect();
     let k = fr[0].len() - 1;
     let h = Array2::from_shape_fn((k, cols.len()), |(a, j)| by_name[&cols[j]][a] + f64::EPSILON);
-    let (got, iters) = update_w(v.view(), w0.view(), h.view(), &StopRule::default()).unwrap();
+    let (got, iters) = update_w(v.view(), w0.view(), h.view(), &StopRule::default(), &Cancel::new()).unwrap();
     assert_eq!(iters, 420);
     assert_eq!(got, want);
 }

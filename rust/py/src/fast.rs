@@ -6,7 +6,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::glue::{enter, slice};
+use crate::glue::{enter, enter_cancellable, slice};
 
 type Solved<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<u32>>);
 
@@ -42,10 +42,10 @@ fn solve_h_fast<'py>(
     let (wpos, wneg) = (wpos.as_array(), wneg.as_array());
     let n_cells = p.len().saturating_sub(1);
     let opts = FastOptions { max_iter, tol };
-    let (h, it) = enter(py, n_threads, || {
+    let (h, it) = enter_cancellable(py, n_threads, |cancel| {
         let x = Compressed::new(p, i, d, n_cells, n_genes)?;
         let model = GeneModel { wpos, wneg, posneg };
-        fast::solve_cells(&x, &model, scaling, &opts)
+        fast::solve_cells(&x, &model, scaling, &opts, cancel)
     })?;
     Ok((h.into_pyarray(py), it.into_pyarray(py)))
 }

@@ -21,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast::register(m)?;
     rng::register(m)?;
     spatial::register(m)?;
+    m.add_class::<glue::CancelToken>()?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(glue::_panic_for_tests, m)?)?;
     Ok(())

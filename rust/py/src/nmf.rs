@@ -4,7 +4,7 @@ use ecorecover_core::nmf::{self, StopRule};
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use crate::glue::enter;
+use crate::glue::enter_cancellable;
 
 type Fit<'py> = (Bound<'py, PyArray2<f64>>, usize);
 
@@ -24,7 +24,7 @@ fn update_h<'py>(
 ) -> PyResult<Fit<'py>> {
     let rule = StopRule { max_iter, every, stationary };
     let (v, w, h0) = (v.as_array(), w.as_array(), h0.as_array());
-    let (h, it) = enter(py, n_threads, || nmf::update_h(v, w, h0, &rule))?;
+    let (h, it) = enter_cancellable(py, n_threads, |cancel| nmf::update_h(v, w, h0, &rule, cancel))?;
     Ok((h.into_pyarray(py), it))
 }
 
@@ -44,7 +44,7 @@ fn update_w<'py>(
 ) -> PyResult<Fit<'py>> {
     let rule = StopRule { max_iter, every, stationary };
     let (v, w0, h) = (v.as_array(), w0.as_array(), h.as_array());
-    let (w, it) = enter(py, n_threads, || nmf::update_w(v, w0, h, &rule))?;
+    let (w, it) = enter_cancellable(py, n_threads, |cancel| nmf::update_w(v, w0, h, &rule, cancel))?;
     Ok((w.into_pyarray(py), it))
 }
 
