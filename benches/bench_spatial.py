@@ -5,7 +5,7 @@ ecorecover reproduces R SpatialEcoTyper's ``Colocalization`` (k = 200 nearest ce
 row-standardised, SE labels shuffled within cell types). squidpy's closest analogues are run on
 the same cells with the same neighbour settings and permutation count:
 
-- ``squidpy.gr.spatial_neighbors(coord_type="generic", n_neighs=199, radius=50)`` (the 199 nearest
+- ``squidpy.gr.spatial_neighbors(coord_type="generic", n_neighs=199, radius=(0, 50))`` (the 199 nearest
   other cells, pruned to radius 50) + ``squidpy.gr.nhood_enrichment(cluster_key="CellState",
   n_perms=1000)`` (a permutation z-score of neighbour counts between cell states; it shuffles
   labels over all cells, not within cell types);
@@ -155,7 +155,7 @@ def phase_sq_nhood(a: dict[str, Any]) -> dict[str, Any]:
     adata = _adata(_load(a["path"]))
     before = rss()
     t0 = time.perf_counter()
-    sq.gr.spatial_neighbors(adata, coord_type="generic", n_neighs=K - 1, radius=RADIUS)
+    sq.gr.spatial_neighbors(adata, coord_type="generic", n_neighs=K - 1, radius=(0.0, RADIUS))
     t_graph = time.perf_counter() - t0
     sq.gr.nhood_enrichment(adata, cluster_key="CellState", n_perms=a["n_perm"], seed=1, n_jobs=a["n_jobs"],
                            show_progress_bar=False)

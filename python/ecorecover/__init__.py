@@ -15,7 +15,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from . import nmf, pl, preprocessing, rng  # noqa: E402
+from . import nmf, pl, preprocessing, rng, spatial  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
 from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
 from ._versions import show_versions  # noqa: E402
@@ -58,5 +58,6 @@ __all__ = [
     "pseudobulks",
     "rng",
     "show_versions",
+    "spatial",
     "train",
 ]
