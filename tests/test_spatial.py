@@ -168,6 +168,7 @@ def _small() -> pd.DataFrame:
         (lambda d: d, {"k": 2.5}, ValueError, "whole number"),
         (lambda d: d, {"n_perm": 1}, ValueError, "n_perm"),
         (lambda d: d, {"min_cells": -1}, ValueError, "min_cells"),
+        (lambda d: d, {"min_cells": 0}, ValueError, "min_cells must be >= 1"),
         (lambda d: d, {"seed": 2**31}, ValueError, "seed"),
         (lambda d: d, {"seed": 1.5}, TypeError, "seed"),
         (lambda d: d, {"coords": "spatial"}, KeyError, "obsm"),

@@ -353,7 +353,7 @@ def colocalization(
         Neighbours per cell including the cell itself (R's ``nn2`` k), >= 2; capped at the
         number of cells.
     min_cells
-        Minimum number of neighbours for a cell to be scored.
+        Minimum number of neighbours for a cell to be scored (>= 1).
     n_perm
         Permutations (>= 2).
     test
@@ -380,7 +380,7 @@ def colocalization(
     obs = _obs(data)
     radius = _check_number(radius, "radius", integer=False, minimum=0.0, strict=True)
     k = _check_number(k, "k", integer=True, minimum=2)
-    min_cells = _check_number(min_cells, "min_cells", integer=True, minimum=0)
+    min_cells = _check_number(min_cells, "min_cells", integer=True, minimum=1)
     n_perm = _check_number(n_perm, "n_perm", integer=True, minimum=2)
     if not isinstance(test, (bool, np.bool_)):
         raise TypeError(f"test must be True or False, got {test!r}")
