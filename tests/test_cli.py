@@ -466,9 +466,11 @@ def test_api_hints_are_spelled_as_options():
         'var_names="gene_symbols", adata.layer=1, my_layer=2'
     parser_flags = {a for act in _subparser("recover")._actions for a in act.option_strings} | \
         {a for act in _subparser("train")._actions for a in act.option_strings}
-    # every option a hint can name exists (use_raw only once the API has it)
-    named = set(API_TO_FLAG.values()) - {"--use-raw"}
+    # every option a hint can name exists
+    named = set(API_TO_FLAG.values())
     assert named <= parser_flags, named - parser_flags
+    assert cli_spelling("or log-normalise the counts (ecorecover.preprocessing.log_normalize)") == \
+        "or log-normalise the counts (--normalize)"
 
 
 def _subparser(name: str):
@@ -669,3 +671,30 @@ def test_readme_cli_walkthrough_runs_verbatim(tmp_path):
     assert list(back.obs["SE_cli"].astype(str)) == list(got["SE"])
     truth = back.obs["SE"].astype(str).to_numpy()
     assert (got["SE"].to_numpy()[truth != "nonSE"] == truth[truth != "nonSE"]).mean() > 0.8
+
+
+def test_use_raw_option(capsys, tmp_path, files, model_file):
+    """--use-raw reads adata.raw (log-normalised, scanpy's convention) instead of X."""
+    import scipy.sparse as sp
+
+    from ecorecover.preprocessing import log_normalize
+
+    a = _h5ad(files, "train", tmp_path / "train.h5ad")
+    a.X = log_normalize(a.X)
+    a.raw = a.copy()
+    a.X = sp.csr_matrix(a.X.toarray() - 1.0)  # scaled-like X with negative values: must not be used
+    a.write_h5ad(tmp_path / "with_raw.h5ad")
+    code, _, err = _run(capsys, "train", str(tmp_path / "with_raw.h5ad"), "--out", str(tmp_path / "x.h5"), "-q")
+    assert code == 2
+    _one_error_line(err, "--use-raw")  # the library's hint, in the command line's spelling
+    assert "use_raw=" not in err
+    code, _, err = _run(capsys, "train", str(tmp_path / "with_raw.h5ad"), "--use-raw", "--out", str(tmp_path / "m.h5"), "-q")
+    assert code == 0, err
+    from ecorecover.model import load_model
+
+    _same_weights(load_model(tmp_path / "m.h5"), load_model(model_file))
+    code, _, err = _run(capsys, "train", str(tmp_path / "with_raw.h5ad"), "--use-raw", "--normalize",
+                        "--out", str(tmp_path / "n.h5"), "-q")
+    assert code == 2
+    _one_error_line(err, "--normalize", "--use-raw")
+    assert _listing(tmp_path) == ["m.h5", "train.h5ad", "with_raw.h5ad"]

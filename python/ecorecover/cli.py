@@ -66,12 +66,17 @@ API_TO_FLAG = {
 _API_PARAM = re.compile(r"(?<![\w.\-])(" + "|".join(sorted(API_TO_FLAG, key=len, reverse=True)) + r")=(True\b|False\b|None\b)?")
 
 
+#: API functions whose command-line counterpart is an option.
+API_FUNCTION_TO_FLAG = {"ecorecover.preprocessing.log_normalize": "--normalize"}
+
+
 def cli_spelling(text: str) -> str:
     """``text`` with the API's ``name=`` hints spelled as this command line's options.
 
     ``pass gene_symbols=`` becomes ``pass --gene-symbols``, ``layer='counts'`` becomes
     ``--layer 'counts'``, ``overwrite=True`` becomes ``--force``, ``layer=None`` becomes
-    ``no --layer``; other text is unchanged.
+    ``no --layer``, ``ecorecover.preprocessing.log_normalize`` becomes ``--normalize``; other
+    text is unchanged.
     """
     def flag(m: re.Match[str]) -> str:
         opt = API_TO_FLAG[m.group(1)]
@@ -82,6 +87,8 @@ def cli_spelling(text: str) -> str:
         rest = m.string[m.end():m.end() + 1]
         return opt + (" " if rest and not rest.isspace() and rest not in ",;:)" else "")
 
+    for func, opt in API_FUNCTION_TO_FLAG.items():
+        text = text.replace(func, opt)
     return _API_PARAM.sub(flag, text)
 
 
@@ -163,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta_help = "cell metadata table (.tsv/.csv(.gz), first column cell ids), aligned to the cells by id"
     layer_help = ("use this layer of an .h5ad (layers[NAME]) instead of X; with --normalize it holds the raw "
                   "counts (default: X)")
+    raw_help = "use the log-normalised expression in an .h5ad's raw (adata.raw.X, scanpy's convention) instead of X"
 
     # train
     t = sub.add_parser(
@@ -187,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"train only run I (0 <= I < R) with seed S + I (default: ${RUN_INDEX_ENV} when set)")
     t.add_argument("--normalize", action="store_true", help="log-normalise raw counts first (Seurat LogNormalize)")
     t.add_argument("--layer", metavar="NAME", default=None, help=layer_help)
+    t.add_argument("--use-raw", action="store_true", help=raw_help)
     t.set_defaults(func=_cmd_train)
 
     # aggregate
@@ -225,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the raw counts in layers['counts'])")
     r.add_argument("--normalize", action="store_true", help="log-normalise raw counts first (Seurat LogNormalize)")
     r.add_argument("--layer", metavar="NAME", default=None, help=layer_help)
+    r.add_argument("--use-raw", action="store_true", help=raw_help)
     r.add_argument("--gene-symbols", metavar="COLUMN", default=None,
                    help="match the model's genes to this var column (e.g. gene symbols when var names are "
                    "Ensembl ids) instead of the var names")
@@ -257,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out-dir", metavar="DIR", default=None,
                    help="also write train.h5ad, held_out.h5ad, model.h5 and recovered.tsv there, to try the other commands on")
     d.set_defaults(func=_cmd_demo)
+
+    # validate (spatial checks of recovered SEs)
+    from . import _cli_validate
+
+    _cli_validate.add_parser(sub, [common, force], {"float": _float, "positive_int": _positive_int,
+                                                  "nonneg_int": _nonneg_int})
     return p
 
 
@@ -287,7 +303,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> logging.Handler:
 def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: Any = None) -> None:
     text = cli_spelling(_one_line(message))
-    if category.__name__ == "RawCountWarning":
+    if category.__name__ == "RawCountWarning" and "--normalize" not in text:
         text += " [use --normalize to log-normalise raw counts instead]"
     log.warning("warning: %s", text)
 
@@ -373,6 +389,21 @@ def _free_layer(adata: Any, name: str) -> str:
     return out
 
 
+def _check_matrix_options(adata: Any, args: argparse.Namespace, func: Any) -> None:
+    """--layer / --use-raw name a matrix the data have, and the API takes them."""
+    if args.use_raw:
+        if not _takes(func, "use_raw"):
+            raise CLIError("--use-raw needs a newer ecorecover (this one's API has no use_raw)")
+        if args.layer is not None:
+            raise CLIError("--layer and --use-raw both name a matrix; pass one of them")
+        if args.normalize:
+            raise CLIError("--normalize with --use-raw: --normalize log-normalises raw counts in X or a --layer; "
+                           "adata.raw usually holds log-normalised data already (leave out --normalize)")
+        if adata.raw is None:
+            raise CLIError(f"{args.data}: --use-raw, but the data have no raw (adata.raw is None)")
+    _check_layer(adata, args.layer, args.data)
+
+
 def _check_layer(adata: Any, layer: str | None, data: str) -> None:
     if layer is None:
         return
@@ -428,9 +459,12 @@ def _takes(func: Any, name: str) -> bool:
 
 
 @contextlib.contextmanager
-def _expression_in(adata: Any, func: Any, layer: str | None) -> Iterator[dict[str, Any]]:
-    """The keyword arguments that make ``func`` read ``layers[layer]``: ``layer=`` when it takes
-    one, else the layer is put in X for the call (and X restored after)."""
+def _expression_in(adata: Any, func: Any, layer: str | None, use_raw: bool = False) -> Iterator[dict[str, Any]]:
+    """The keyword arguments that make ``func`` read ``layers[layer]`` (``layer=`` when it takes
+    one, else the layer is put in X for the call and X restored after) or ``adata.raw``."""
+    if use_raw:
+        yield {"use_raw": True}
+        return
     if layer is None:
         yield {}
         return
@@ -526,11 +560,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     adata = _read_data(args.data, args.meta)
     _check_keys(adata, [("--celltype-key", args.celltype_key), ("--se-key", args.se_key),
                         ("--sample-key", args.sample_key)], args.data, args.meta, may_be_missing=("--se-key",))
-    _check_layer(adata, args.layer, args.data)
-    _log_cells_per_type(adata, args.celltype_key)
-    layer = _normalize(adata, args.data, args.layer) if args.normalize else args.layer
     from ._train import train
     from .model import RecoveryModel
+
+    _check_matrix_options(adata, args, train)
+    _log_cells_per_type(adata, args.celltype_key)
+    layer = _normalize(adata, args.data, args.layer) if args.normalize else args.layer
 
     kw = dict(celltype_key=args.celltype_key, se_key=args.se_key, sample_key=args.sample_key,
               n_features=args.n_features, n_features_per_se=args.n_features_per_se,
@@ -538,7 +573,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     files = args.data + (f" with {args.meta}" if args.meta else "")
     t0 = time.perf_counter()
     try:
-        with _expression_in(adata, train, layer) as layer_kw:
+        with _expression_in(adata, train, layer, args.use_raw) as layer_kw:
             if run_index is None:
                 log.info("training %d run(s), seeds %d..%d", args.runs, args.seed, args.seed + args.runs - 1)
                 model = train(adata, seed=args.seed, n_runs=args.runs, **kw, **layer_kw)
@@ -660,12 +695,13 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     from ._recover import recover
 
     # .h5ad without --normalize: recovery streams the model genes from disk (memory stays flat)
-    backed = not args.normalize and (args.layer is None or _takes(recover, "layer"))
+    backed = not args.normalize and not args.use_raw and (args.layer is None or _takes(recover, "layer"))
     adata = _read_data(args.data, args.meta, backed=backed)
     _check_keys(adata, [("--celltype-key", args.celltype_key)], args.data, args.meta)
-    _check_layer(adata, args.layer, args.data)
-    if args.gene_symbols is not None and args.gene_symbols not in adata.var.columns:
-        cols = [str(c) for c in adata.var.columns]
+    _check_matrix_options(adata, args, recover)
+    var = adata.raw.var if args.use_raw else adata.var
+    if args.gene_symbols is not None and args.gene_symbols not in var.columns:
+        cols = [str(c) for c in var.columns]
         raise CLIError(f"{args.data}: no var column {args.gene_symbols!r} for --gene-symbols (var columns: "
                        f"{', '.join(cols[:12]) + (', ...' if len(cols) > 12 else '') or 'none'})")
     _log_cells_per_type(adata, args.celltype_key)
@@ -679,7 +715,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
         kw["overwrite"] = args.force or not args.write_h5ad
     t0 = time.perf_counter()
     try:
-        with _expression_in(adata, recover, layer) as layer_kw:
+        with _expression_in(adata, recover, layer, args.use_raw) as layer_kw:
             table = recover(adata, model, **kw, **layer_kw)
     except (ValueError, KeyError, TypeError) as exc:
         raise _input_error(files, exc) from exc
