@@ -132,7 +132,7 @@ def _check_model(model: er.RecoveryModel, a: ad.AnnData) -> None:
 
 
 def _check_result(res: pd.DataFrame, model: er.RecoveryModel, a: ad.AnnData) -> None:
-    ses = list(res.columns[4:])
+    ses = list(res.columns[4:-1])  # then 'scored'
     assert sorted(ses) == sorted(model.se_names)
     assert list(res.index) == list(a.obs_names)
     assert list(res["CellType"]) == list(a.obs["CellType"])
@@ -144,6 +144,7 @@ def _check_result(res: pd.DataFrame, model: er.RecoveryModel, a: ad.AnnData) -> 
     scored = scores.sum(axis=1) > 0
     np.testing.assert_allclose(scores[scored].sum(axis=1), 1.0, rtol=0, atol=1e-12)
     assert (res.loc[~scored, "SE"] == "NonSE").all() and (pred[~scored] == 0).all()
+    assert np.array_equal(res["scored"].to_numpy(), scored)  # the flag says which cells have scores
     assert np.array_equal(pred, scores.max(axis=1))
     assert set(res.loc[scored, "SE"]) <= set(ses) | {"NonSE"}
     # cells of a type without a model are never scored
@@ -186,7 +187,7 @@ def _fast_cell_permutation(data: Data, perm_seed: int, scale: bool) -> None:
     permuted = _recover(data.adata[perm].copy(), model, mode="fast", scale=scale)
     _check_result(permuted, model, data.adata[perm])
     back = permuted.loc[res.index]
-    ses = list(res.columns[4:])
+    ses = list(res.columns[4:-1])  # then 'scored'
     diff = np.abs(back[ses].to_numpy() - res[ses].to_numpy()).max(initial=0.0)
     if not scale:
         # Each cell is solved on its own: permuting cells permutes the results bit for bit.
