@@ -14,6 +14,9 @@ matplotlib is an optional dependency, imported only when a function is called:
   deconvolved abundances per bulk sample).
 - :func:`metrics_heatmap`: a :func:`ecorecover.metrics` matrix; :func:`confusion_heatmap`: true
   vs predicted SEs.
+- :func:`spatial`, :func:`colocalization_heatmap`, :func:`marker_heatmap`: the spatial
+  validation of recovered SEs (cells in space, :func:`ecorecover.spatial.colocalization`,
+  :func:`ecorecover.marker_expression`).
 
 Cells that recovery could not score (no model for their cell type, too few cells; recover()'s
 ``scored`` column / ``obs[key_added + "_scored"]``) have all-zero scores, SE ``"NonSE"`` and, as in
@@ -32,7 +35,10 @@ import pandas as pd
 
 from . import _collate
 
-__all__ = ["top_features", "model_heatmap", "scores_heatmap", "composition", "metrics_heatmap", "confusion_heatmap"]
+__all__ = [
+    "top_features", "model_heatmap", "scores_heatmap", "composition", "metrics_heatmap", "confusion_heatmap",
+    "spatial", "colocalization_heatmap", "marker_heatmap",
+]
 
 _SUFFIX = ("__pos", "__neg")
 #: Label of the cells recovery did not score, in composition bars and confusion columns.
@@ -537,3 +543,7 @@ def confusion_heatmap(
     acc = float((t.to_numpy() == p.to_numpy()).mean()) if len(t) else float("nan")
     ax.set_title(f"confusion (accuracy {acc:.2f})")
     return ax
+
+
+# Spatial validation (a module of its own; imported last: it builds on the helpers above)
+from ._pl_spatial import colocalization_heatmap, marker_heatmap, spatial  # noqa: E402
