@@ -155,12 +155,26 @@ def aggregate(
             raise TypeError(f"{name} must be a finite number, got {v!r}")
     if not 0 <= min_model_fraction < 1:
         raise ValueError(f"min_model_fraction must be in [0, 1), got {min_model_fraction}")
+    model, _ = _aggregate(models, delta_threshold, min_model_fraction, drop_empty=False)
+    return model
+
+
+def _aggregate(
+    models: Sequence[Any], delta_threshold: float, min_model_fraction: float, *, drop_empty: bool
+) -> tuple[RecoveryModel | None, dict[str, tuple[int, int]]]:
+    """:func:`aggregate` (arguments already checked); with ``drop_empty``, cell types whose W
+    would be empty are left out and returned (shapes) instead of raising (``train`` reports them
+    as skipped); the model is None when every cell type is empty."""
     frames = [_as_frames(m, i) for i, m in enumerate(models)]
     if len(frames[0]) == 0:
         raise ValueError("models[0] has no cell type (cell types come from the first run, as in R)")
     agg = _aggregate_frames(frames, delta_threshold=float(delta_threshold), min_model_fraction=float(min_model_fraction))
     empty = {ct: w.shape for ct, w in agg.items() if w.shape[0] == 0 or w.shape[1] == 0}
-    if empty:
+    if empty and drop_empty:
+        agg = {ct: w for ct, w in agg.items() if ct not in empty}
+        if not agg:
+            return None, empty
+    elif empty:
         raise ValueError(
             "the ensemble would hold an empty W for cell type(s) "
             + ", ".join(f"{ct!r} ({r} features x {c} SEs)" for ct, (r, c) in empty.items())
@@ -179,7 +193,7 @@ def aggregate(
             "entries present in no run (R leaves them NaN) were set to 0: "
             + ", ".join(f"{ct}: {n}" for ct, n in filled.items()),
             AggregateWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     runs = [m for m in models if isinstance(m, RecoveryModel)]
     params: dict[str, Any] = {}
@@ -192,4 +206,5 @@ def aggregate(
         "run_seeds": [m.params.get("run_seed") for m in runs] if runs else None,
         "nan_entries_set_to_0": filled,
     }
-    return RecoveryModel(agg, params=params, runs=runs if len(runs) == len(models) else (), source="ecorecover.aggregate")
+    model = RecoveryModel(agg, params=params, runs=runs if len(runs) == len(models) else (), source="ecorecover.aggregate")
+    return model, empty

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from . import preprocessing as _pp
-from ._aggregate import aggregate
+from ._aggregate import _aggregate
 from ._collate import collate_sorted
 from ._input_data import check_nonnegative, select_matrix
 from ._validation import as_float_matrix, resolve_n_jobs
@@ -1181,7 +1181,17 @@ def _train(adata: Any, **options: Any) -> tuple[RecoveryModel, _Plan]:
         weights, params = run_models[0]
         return RecoveryModel(weights, params=params, source="ecorecover.train"), plan
     runs = [RecoveryModel(w, params=p, source="ecorecover.train") for w, p in run_models]
-    agg = aggregate(runs)
+    agg, empty = _aggregate(runs, 0.01, 0.5, drop_empty=True)  # aggregate()'s defaults (R's)
+    if empty:  # a model cannot hold an empty W (issue 14): such cell types are skipped
+        reasons = {c: f"no gene is selected in more than half of the {n_runs} runs (empty ensemble W)" for c in empty}
+        all_skipped.update(reasons)
+        warnings.warn(
+            f"{len(empty)} cell type(s) get no ensemble model: " + "; ".join(f"{c}: {r}" for c, r in reasons.items()),
+            SkippedCellTypeWarning,
+            stacklevel=3,
+        )
+    if agg is None:
+        raise TrainingInputError("no cell type could be trained: " + "; ".join(f"{c}: {r}" for c, r in all_skipped.items()))
     params = {**base, "skipped_cell_types": all_skipped, "aggregate": agg.params.get("aggregate", {})}
     return RecoveryModel({c: agg[c] for c in agg}, params=params, runs=runs, source="ecorecover.train"), plan
 
