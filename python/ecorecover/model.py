@@ -18,7 +18,10 @@ Everything is plain arrays, strings and JSON; loading never executes code (no pi
 
 Groups are numbered rather than named after cell types so that any cell-type name (including
 ``/`` or ``.``) can be stored. A reader should reject files whose ``format_version`` it does not
-know; this one raises :class:`ModelFileError` for newer versions.
+know; this one raises :class:`ModelFileError` for newer versions. Files are untrusted: the
+reader follows no soft or external links, reads only contiguous unfiltered datasets stored in
+the file, checks every declared size against the file's size and every name list against the
+array it labels before reading (see :class:`_Reader`).
 """
 
 from __future__ import annotations
