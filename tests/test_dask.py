@@ -144,7 +144,7 @@ def test_exact_recovery_of_a_dask_backed_dataset(client, data, models, stores, l
     assert type(lazy.X).__module__.startswith("dask")
     got = _quiet(recover, lazy, models, client=client)
     _same_bytes(got, local_exact)
-    assert lazy.obsm["SE_scores"].to_numpy().tobytes() == local_exact.iloc[:, 4:].to_numpy().tobytes()
+    assert lazy.obsm["SE_recovered_scores"].to_numpy().tobytes() == local_exact.iloc[:, 4:-1].to_numpy().tobytes()
     runs_d, runs_l = pd.DataFrame(got.attrs["ecorecover"]["runs"]), pd.DataFrame(local_exact.attrs["ecorecover"]["runs"])
     pd.testing.assert_frame_equal(runs_d, runs_l)  # same runs, same iteration counts
     # The per-gene means and sds (sequential sums in cell order) are bit-identical although
@@ -175,9 +175,10 @@ def test_fast_recovery_dense_chunks_and_current_client(client, data, models, sto
     xd = da.from_zarr(str(stores / "dense.zarr"))
     assert xd.numblocks == (6, 2)
     got = _quiet(edask.recover, ad.AnnData(xd, obs=obs.copy(), var=var.copy()), models, mode="fast", copy=True)
-    assert got.obsm["SE_scores"].to_numpy().tobytes() == local.obsm["SE_scores"].to_numpy().tobytes()
-    assert (got.obs["SE"] == local.obs["SE"]).all()
-    assert got.obs["SE_score"].to_numpy().tobytes() == local.obs["SE_score"].to_numpy().tobytes()
+    assert got.obsm["SE_recovered_scores"].to_numpy().tobytes() == local.obsm["SE_recovered_scores"].to_numpy().tobytes()
+    assert (got.obs["SE_recovered"] == local.obs["SE_recovered"]).all()
+    assert got.obs["SE_recovered_score"].to_numpy().tobytes() == local.obs["SE_recovered_score"].to_numpy().tobytes()
+    assert (got.obs["SE_recovered_scored"] == local.obs["SE_recovered_scored"]).all()
 
 
 def test_raw_counts_guard_and_in_memory_input(client, data, models, small_blocks):

@@ -155,7 +155,7 @@ def test_seeds_drawn_as_r(trainings):
 
 def _check_against_r(out, preds, fixture_obs, raw, trainings, calls):
     info = out.attrs["ecorecover"]
-    tr = info["trainings"].set_index("call")
+    tr = pd.DataFrame(info["trainings"]).set_index("call")
     ref_tr = trainings.set_index("call")
     for c in calls:
         assert tr.loc[c, "seed"] == ref_tr.loc[c, "seed"]

@@ -322,7 +322,7 @@ def loocv(
         and ``key_added + "_scored"`` (False when every vote for the call came from a split
         where the cell was not scored: its ``"NonSE"`` says "no model", not "no SE").
         ``df.attrs["ecorecover"]`` holds the parameters, the seeds and the trainings (one row
-        per split: seed, samples trained on, cells, cell types trained). ``adata.obs[key_added]``,
+        per split, as a dict of columns: seed, samples trained on, cells, cell types trained). ``adata.obs[key_added]``,
         ``adata.obs[key_added + "_scored"]`` and ``adata.uns[key_added]`` get the same. With ``return_predictions``:
         ``(df, predictions)``.
 
@@ -400,7 +400,9 @@ def loocv(
         "seeds": list(seed_list),
         "trainings": trainings,
     }
-    out.attrs["ecorecover"] = info
+    # attrs stay plain data (pandas compares attrs with == when it concatenates, e.g. in repr):
+    # the trainings go there as columns of lists; uns keeps the DataFrame.
+    out.attrs["ecorecover"] = {**info, "trainings": trainings.to_dict("list")}
     adata.obs[key_added] = pd.Categorical(out[key_added].to_numpy())
     adata.obs[key_added + "_scored"] = out[key_added + "_scored"].to_numpy()
     adata.uns[key_added] = {k: v for k, v in info.items()}
