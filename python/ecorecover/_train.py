@@ -23,7 +23,7 @@ import numbers
 import os
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -914,45 +914,63 @@ def _plan(
         balance=balance_samples, downsample=downsample, min_cells=min_cells,
         with_samples=sample is not None, n_features_per_se=n_features_per_se,
     )
+    prepared, runs, failed = _fit_all(
+        prep, trainable, seeds=seeds, session_seed=session_seed, run_kw=run_kw, pool=pool, client=client, progress=progress
+    )
+    skipped.update(failed)
+    return _Plan(prepared=prepared, runs=runs, seeds=seeds, skipped=skipped, cells=cells, raw_guard_fired=fired)
+
+
+def _fit_all(
+    prep: Callable[[str], _Prepared | str],
+    trainable: list[str],
+    *,
+    seeds: list[int],
+    session_seed: int | None,
+    run_kw: dict[str, Any],
+    pool: int,
+    client: Any,
+    progress: bool,
+) -> tuple[dict[str, _Prepared], list[dict[str, _RunResult]], dict[str, str]]:
+    """Prepare every trainable cell type (``prep``) and train it for every seed, on ``pool``
+    threads or (``client``) as Dask tasks. Returns (prepared, one result dict per seed, the
+    cell types ``prep`` turned down with the reason)."""
     prepared: dict[str, _Prepared] = {}
+    skipped: dict[str, str] = {}
     runs: list[dict[str, _RunResult]] = [dict() for _ in seeds]
+    bar = dict(total=len(trainable), desc="ecorecover.train: cell types", enabled=progress)
     with ThreadPoolExecutor(max_workers=pool) as ex:
-        if n_runs == 1 and client is None and session_seed is None:
+        if len(seeds) == 1 and client is None and session_seed is None:  # one task per cell type
             def both(c: str) -> tuple[_Prepared | str, _RunResult | None]:
                 p = prep(c)
                 return p, (None if isinstance(p, str) else _run(p, seed=seeds[0], **run_kw))
 
-            results = list(_progress(ex.map(both, trainable), total=len(trainable), desc="ecorecover.train: cell types", enabled=progress))
-            for c, (p, res) in zip(trainable, results):
+            for c, (p, res) in zip(trainable, list(_progress(ex.map(both, trainable), **bar))):
                 if isinstance(p, str):
                     skipped[c] = p
                 else:
-                    prepared[c] = p
-                    runs[0][c] = res
-        else:
-            results = list(_progress(ex.map(prep, trainable), total=len(trainable), desc="ecorecover.train: cell types", enabled=progress))
-            for c, p in zip(trainable, results):
-                if isinstance(p, str):
-                    skipped[c] = p
-                else:
-                    prepared[c] = p
-
-            streams = [_run_streams(prepared, s, None if session_seed is None else session_seed + r, run_kw) for r, s in enumerate(seeds)]
-
-            def one_run(r: int) -> dict[str, _RunResult]:
-                return {c: _run(p, seed=seeds[r], stream=streams[r][c], **run_kw) for c, p in prepared.items()}
-
-            if client is not None:  # the (run, cell type) pairs as tasks on a Dask cluster
-                from .dask import _train_runs
-
-                runs = _train_runs(client, prepared, seeds, run_kw, progress, streams=streams) if prepared else runs
-            elif n_runs == 1:  # session_seed: the streams are known, so the cell types run in parallel
-                names = list(prepared)
-                runs[0] = dict(zip(names, ex.map(lambda c: _run(prepared[c], seed=seeds[0], stream=streams[0][c], **run_kw), names)))
+                    prepared[c], runs[0][c] = p, res
+            return prepared, runs, skipped
+        for c, p in zip(trainable, list(_progress(ex.map(prep, trainable), **bar))):
+            if isinstance(p, str):
+                skipped[c] = p
             else:
-                for r, res in enumerate(list(_progress(ex.map(one_run, range(n_runs)), total=n_runs, desc="ecorecover.train: runs", enabled=progress))):
-                    runs[r] = res
-    return _Plan(prepared=prepared, runs=runs, seeds=seeds, skipped=skipped, cells=cells, raw_guard_fired=fired)
+                prepared[c] = p
+        streams = [_run_streams(prepared, s, None if session_seed is None else session_seed + r, run_kw) for r, s in enumerate(seeds)]
+
+        def one_run(r: int) -> dict[str, _RunResult]:
+            return {c: _run(p, seed=seeds[r], stream=streams[r][c], **run_kw) for c, p in prepared.items()}
+
+        if client is not None:  # the (run, cell type) pairs as tasks on a Dask cluster
+            from .dask import _train_runs
+
+            runs = _train_runs(client, prepared, seeds, run_kw, progress, streams=streams) if prepared else runs
+        elif len(seeds) == 1:  # session_seed: the streams are known, so the cell types run in parallel
+            names = list(prepared)
+            runs[0] = dict(zip(names, ex.map(lambda c: _run(prepared[c], seed=seeds[0], stream=streams[0][c], **run_kw), names)))
+        else:
+            runs = list(_progress(ex.map(one_run, range(len(seeds))), total=len(seeds), desc="ecorecover.train: runs", enabled=progress))
+    return prepared, runs, skipped
 
 
 def _check_seed(value: Any, name: str, n_runs: int) -> int:
