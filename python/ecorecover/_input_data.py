@@ -67,10 +67,10 @@ def _alternatives(src: MatrixSource) -> str:
     tips = []
     a = src.adata
     if a is not None and getattr(a, "raw", None) is not None and src.where != "adata.raw.X":
-        tips.append(f"adata.raw ({a.raw.n_vars} genes) often keeps them: pass use_raw=True")
+        tips.append(f"adata.raw ({a.raw.n_vars} genes): pass use_raw=True")
     layers = [k for k in (a.layers.keys() if a is not None else []) if f"[{k!r}]" not in src.where]
     if layers:
-        tips.append(f"or a layer: layer= one of {layers[:8]}")
+        tips.append(f"a layer: pass layer= one of {layers[:8]}")
     tips.append("or log-normalise the counts (ecorecover.preprocessing.log_normalize)")
     return "; ".join(tips)
 
@@ -81,7 +81,7 @@ def negative_values_error(src: MatrixSource, value: float, where: str = "") -> V
     return ValueError(
         f"{src.where} holds negative values (e.g. {value:g}{where}): it looks like scaled or centred "
         "data (e.g. after scanpy's sc.pp.scale), not log-normalised expression, which ecorecover "
-        f"needs (it scales each gene per cell type itself). {tips[0].upper()}{tips[1:]}"
+        f"needs (it scales each gene per cell type itself). The log-normalised data are usually in {tips}"
     )
 
 
@@ -99,8 +99,10 @@ def check_nonnegative(src: MatrixSource, x: Any, cells: list[str], genes: list[s
         value = float(csr.data[e])
     else:
         arr = np.asarray(x)
+        if not arr.size or not np.nanmin(arr) < 0:  # no copy unless something is negative
+            return
         neg = (arr < 0) & np.isfinite(arr)  # NaN/inf: reported elsewhere
-        if not arr.size or not neg.any():
+        if not neg.any():
             return
         r, c = (int(v) for v in np.unravel_index(int(np.argmax(neg)), arr.shape))
         value = float(arr[r, c])

@@ -35,7 +35,9 @@ import scipy.sparse as sp
 
 from . import _collate, _core
 from . import nmf as _nmf
-from ._input_data import MatrixSource, check_writable, negative_values_error, record_written, select_matrix
+from ._input_data import (
+    MatrixSource, check_nonnegative, check_writable, negative_values_error, record_written, select_matrix,
+)
 from .model import _as_weight_frame
 from ._validation import resolve_n_jobs
 from .preprocessing import RAW_COUNT_MAX, RawCountWarning
@@ -1240,6 +1242,9 @@ def recover(
         raise ValueError("copy=True returns an AnnData; it needs an AnnData input")
     if inp.adata is not None:
         check_writable(inp.adata, _output_keys(key_added), overwrite=overwrite, category=RecoveryWarning)
+    if inp.src is not None and (sp.issparse(inp.x) or isinstance(inp.x, np.ndarray)):
+        # scaled data refused up front when the matrix is in memory (backed / dask: in pass 1)
+        check_nonnegative(inp.src, inp.x, inp.cell_ids, inp.genes)
     _duplicated_ids(inp.cell_ids)
     n = len(inp.cell_ids)
     counts = pd.Series(labels, dtype=object).value_counts(dropna=True)
