@@ -351,7 +351,7 @@ def report_case(case: dict[str, Any], peak: float) -> None:
         f = case["flops"]
         dens = case["density"]
         print(f"exact FLOP/s: {f['flops'] / 1e9:,.0f} GFLOP over {f['runs']} runs (4 * nnz(V_run) * k * iterations; "
-              f"iterations per run from uns['SE']['runs'], median {f['iter_median']:.0f}, {f['iter_min']}-{f['iter_max']}; "
+              f"iterations per run from uns['SE_recovered']['runs'], median {f['iter_median']:.0f}, {f['iter_min']}-{f['iter_max']}; "
               f"nnz(V_run) = V density of the cell type x features x cells, density estimated on the first "
               f"{min(n, C.CHUNK)} cells: {min(dens.values()):.3f}-{max(dens.values()):.3f}) "
               f"-> {f['flop_s'] / 1e9:.1f} GFLOP/s = {100 * f['flop_s'] / peak:.0f}% of the assumed peak "
