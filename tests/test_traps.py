@@ -108,7 +108,7 @@ def test_labels_overwritten(dc, models, sim):
     assert metrics(out, pred_key="cv").shape[0] == se.nunique()
 
 
-def test_scaled_input_accepted(dc, models, sim):
+def test_scaled_input_accepted(dc, models, sim, tmp_path):
     ref, _ = _rec(dc.copy(), models, mode="fast")
     a = dc.copy()
     a.layers["lognorm"] = a.X.copy()
@@ -129,6 +129,18 @@ def test_scaled_input_accepted(dc, models, sim):
         recover(a, models, layer="counts", progress=False)
     with pytest.raises(ValueError, match="pass one of them"):
         recover(a, models, layer="lognorm", use_raw=True, progress=False)
+    # Matrices streamed in blocks (a dask array, a backed file) are refused in the first pass.
+    da = pytest.importorskip("dask.array")
+    lazy = ad.AnnData(da.from_array(np.asarray(a.X), chunks=(40, 250)), obs=a.obs.copy(), var=a.var.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecoveryWarning)
+        with pytest.raises(ValueError, match=r"adata.X holds negative values \(e.g. -[0-9.e-]+ at cell '.+', gene"):
+            recover(lazy, models, progress=False)
+        ad.AnnData(np.asarray(a.X), obs=a.obs.copy(), var=a.var.copy()).write_h5ad(tmp_path / "scaled.h5ad")
+        backed = ad.read_h5ad(tmp_path / "scaled.h5ad", backed="r")
+        with pytest.raises(ValueError, match="adata.X holds negative values"):
+            recover(backed, models, progress=False)
+        backed.file.close()
     # train and loocv refuse it too, and read raw / a layer the same way.
     s = sim.copy()
     s.raw = s
@@ -141,6 +153,9 @@ def test_scaled_input_accepted(dc, models, sim):
     m_ref = er.train(sim, sample_key="Sample", progress=False)
     assert list(m_raw) == list(m_ref)
     assert all(m_raw[c].equals(m_ref[c]) for c in m_ref)
+    cv_raw = loocv(s, repeats=1, progress=False, use_raw=True)
+    cv_ref = loocv(sim.copy(), repeats=1, progress=False)
+    assert cv_raw["cvPred"].equals(cv_ref["cvPred"]) and cv_raw.attrs["ecorecover"]["params"]["matrix"] == "adata.raw.X"
 
 
 def test_unscored_cells_look_scored(dc, models):
