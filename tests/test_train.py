@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 import warnings
 
 import anndata as ad
@@ -164,18 +167,39 @@ def test_ensemble_reproduces_r_aggregate(adata):
         assert again[ct].equals(model[ct])
 
 
-def test_progress_goes_to_stderr(adata, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_a_terminal_only(adata, monkeypatch, capsys):
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
     with pytest.warns(SkippedCellTypeWarning):
         train(adata, downsample=150, progress=True)
-    err = capsys.readouterr().err
-    assert "cell types" in err and "9/9" in err
+    assert "ecorecover.train: cell types" in term.getvalue() and "9/9" in term.getvalue()
     with pytest.warns(SkippedCellTypeWarning):
         train(adata, downsample=150, n_runs=2, progress=True)
-    err = capsys.readouterr().err
-    assert "runs" in err and "2/2" in err
+    assert "ecorecover.train: runs" in term.getvalue() and "2/2" in term.getvalue()
+    end = len(term.getvalue())
     with pytest.warns(SkippedCellTypeWarning):
         train(adata, downsample=150, progress=False)
+    assert term.getvalue()[end:] == ""
+    monkeypatch.undo()
+    # not a terminal (a log file, a batch job): no bar at all
+    with pytest.warns(SkippedCellTypeWarning):
+        train(adata, downsample=150, progress=True)
     assert capsys.readouterr().err == ""
+
+
+def test_training_is_logged(adata, caplog):
+    with caplog.at_level(logging.DEBUG, logger="ecorecover"), pytest.warns(SkippedCellTypeWarning):
+        train(adata, downsample=150, n_runs=2, progress=False)
+    text = caplog.text
+    assert "training 9 cell type(s)" in text and "2 run(s)" in text
+    assert "trained" in text and " s" in text
+    n_b = int((adata.obs["CellType"] == "B").sum())
+    assert f"B: {n_b} cells" in text
 
 
 # ---- input checks ---------------------------------------------------------------------

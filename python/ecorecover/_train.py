@@ -18,10 +18,12 @@ and the means are repeated per run.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
 import secrets
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,8 @@ from ._validation import as_float_matrix, resolve_n_jobs
 from .model import RecoveryModel
 from .nmf import update_w
 from .rng import RRandom
+
+log = logging.getLogger("ecorecover.train")
 
 __all__ = [
     "train",
@@ -829,7 +833,9 @@ def _progress(iterable: Any, *, total: int, desc: str, enabled: bool) -> Any:
         return iterable
     from tqdm import tqdm  # stderr
 
-    return tqdm(iterable, total=total, desc=desc, unit="cell type" if "cell" in desc else "run")
+    # disable=None: no bar when stderr is not a terminal (logs, CI, batch jobs); the logger
+    # "ecorecover.train" says what was done there
+    return tqdm(iterable, total=total, desc=desc, unit="cell type" if "cell" in desc else "run", disable=None)
 
 
 @dataclass
@@ -905,6 +911,10 @@ def _plan(
             f"cells ({'; '.join(f'{c}: {r}' for c, r in skipped.items())})"
         )
     rows_of = {c: np.flatnonzero(ct == c) for c in trainable}
+    log.info("training %d cell type(s) on %d cells x %d genes, %d run(s) (seeds %d..%d)%s", len(trainable), len(cells),
+             len(genes), n_runs, seed, seed + n_runs - 1, f"; skipped: {', '.join(skipped)}" if skipped else "")
+    for c in trainable:
+        log.debug("%s: %d cells", c, rows_of[c].size)
 
     def prep(c: str) -> _Prepared | str:
         return _prepare(x, genes, c, rows_of[c], se, sample, n_features=n_features, min_cells=min_cells, scale=scale)
@@ -914,10 +924,13 @@ def _plan(
         balance=balance_samples, downsample=downsample, min_cells=min_cells,
         with_samples=sample is not None, n_features_per_se=n_features_per_se,
     )
+    t0 = time.perf_counter()
     prepared, runs, failed = _fit_all(
         prep, trainable, seeds=seeds, session_seed=session_seed, run_kw=run_kw, pool=pool, client=client, progress=progress
     )
     skipped.update(failed)
+    log.info("trained %d cell type(s) x %d run(s) in %.2f s%s", len(prepared), n_runs, time.perf_counter() - t0,
+             f"; not trained: {', '.join(failed)}" if failed else "")
     return _Plan(prepared=prepared, runs=runs, seeds=seeds, skipped=skipped, cells=cells, raw_guard_fired=fired)
 
 
