@@ -77,9 +77,11 @@ def stores(tmp_path_factory, data):
 
 
 def _lazy_sparse(stores, obs, var) -> ad.AnnData:
+    import anndata.experimental as ade
     import zarr
-    from anndata.experimental import read_elem_lazy
 
+    # anndata >= 0.12 (Python >= 3.11) calls it read_elem_lazy; 0.11, the newest for 3.10, read_elem_as_dask
+    read_elem_lazy = getattr(ade, "read_elem_lazy", None) or ade.read_elem_as_dask
     x = read_elem_lazy(zarr.open_group(str(stores / "sparse.zarr"), mode="r")["X"], chunks=(500, -1))
     return ad.AnnData(x, obs=obs.copy(), var=var.copy())
 
