@@ -20,6 +20,8 @@ const TEMPERING_MASK_B: u32 = 0x9d2c_5680;
 const TEMPERING_MASK_C: u32 = 0xefc6_0000;
 /// 1 / (2^32 - 1), R's `i2_32m1`.
 const I2_32M1: f64 = 2.328_306_437_080_797e-10;
+/// R's MT scale `2.3283064365386963e-10`, which is exactly 2^-32.
+const TWO_POW_M32: f64 = 2.328_306_436_538_696_3e-10;
 /// Largest `n` for which the Fisher-Yates path allocates its index vector.
 const MAX_FISHER_YATES_N: f64 = 2_147_483_647.0;
 
@@ -48,32 +50,43 @@ impl RRandom {
         RRandom { mt, mti: N }
     }
 
-    fn genrand(&mut self) -> f64 {
-        let mag01 = [0u32, MATRIX_A];
+    /// Regenerate the 624-word block (MT19937's twist), as R's `MT_genrand` does when `mti >= N`.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) {
+        #[inline(always)]
+        fn twist(a: u32, b: u32, c: u32) -> u32 {
+            let y = (a & UPPER_MASK) | (b & LOWER_MASK);
+            c ^ (y >> 1) ^ ((y & 1).wrapping_neg() & MATRIX_A)
+        }
+        let mt = &mut self.mt;
+        for kk in 0..N - M {
+            mt[kk] = twist(mt[kk], mt[kk + 1], mt[kk + M]);
+        }
+        for kk in N - M..N - 1 {
+            mt[kk] = twist(mt[kk], mt[kk + 1], mt[kk + M - N]);
+        }
+        mt[N - 1] = twist(mt[N - 1], mt[0], mt[M - 1]);
+        self.mti = 0;
+    }
+
+    /// The next tempered 32-bit MT19937 output.
+    #[inline(always)]
+    fn next_u32(&mut self) -> u32 {
         if self.mti >= N {
-            let mt = &mut self.mt;
-            let mut kk = 0;
-            while kk < N - M {
-                let y = (mt[kk] & UPPER_MASK) | (mt[kk + 1] & LOWER_MASK);
-                mt[kk] = mt[kk + M] ^ (y >> 1) ^ mag01[(y & 1) as usize];
-                kk += 1;
-            }
-            while kk < N - 1 {
-                let y = (mt[kk] & UPPER_MASK) | (mt[kk + 1] & LOWER_MASK);
-                mt[kk] = mt[kk + M - N] ^ (y >> 1) ^ mag01[(y & 1) as usize];
-                kk += 1;
-            }
-            let y = (mt[N - 1] & UPPER_MASK) | (mt[0] & LOWER_MASK);
-            mt[N - 1] = mt[M - 1] ^ (y >> 1) ^ mag01[(y & 1) as usize];
-            self.mti = 0;
+            self.refill();
         }
         let mut y = self.mt[self.mti];
         self.mti += 1;
         y ^= y >> 11;
         y ^= (y << 7) & TEMPERING_MASK_B;
         y ^= (y << 15) & TEMPERING_MASK_C;
-        y ^= y >> 18;
-        f64::from(y) * 2.328_306_436_538_696_3e-10
+        y ^ (y >> 18)
+    }
+
+    /// R's `MT_genrand`: the next output scaled to [0, 1) by 2^-32 (exact).
+    fn genrand(&mut self) -> f64 {
+        f64::from(self.next_u32()) * TWO_POW_M32
     }
 
     /// R's `unif_rand()`: one uniform in the open interval (0, 1).
@@ -128,6 +141,32 @@ impl RRandom {
             let dv = self.rbits(bits);
             if dn > dv {
                 return dv;
+            }
+        }
+    }
+
+    /// [`Self::unif_index`] for `n` below 2^32, computed on the generator's integers: the same
+    /// value from the same draws, several times faster.
+    ///
+    /// R draws `bits = ceil(log2(n))` bits 16 at a time, each chunk `floor(65536 * unif_rand())`,
+    /// and rejects values `>= n`. `unif_rand()` is `u / 2^32` for the 32-bit output `u` (exact in
+    /// a double; `u = 0` becomes `2^-33`-ish by R's fixup, whose chunk is 0 all the same), so a
+    /// chunk is `u >> 16`; and `ceil(log2(n))` of a whole number is `32 - lzcnt(n - 1)`.
+    #[inline]
+    pub fn unif_index_u32(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        let bits = 32 - (n - 1).leading_zeros();
+        let mask = (1u64 << bits) - 1;
+        loop {
+            let mut v = u64::from(self.next_u32() >> 16);
+            for _ in 0..bits / 16 {
+                v = (v << 16) | u64::from(self.next_u32() >> 16);
+            }
+            let v = v & mask;
+            if v < u64::from(n) {
+                return v as u32;
             }
         }
     }
@@ -376,6 +415,36 @@ mod tests {
         }
         assert!(s.iter().all(|&v| (1.0..=13.0).contains(&v)));
         assert!(a.sample_int_replace(0.0, 1).is_err());
+    }
+
+    #[test]
+    fn mt_scale_is_two_to_minus_32() {
+        assert_eq!(TWO_POW_M32, 2f64.powi(-32));
+    }
+
+    #[test]
+    fn unif_index_u32_equals_unif_index() {
+        // Every n up to 70,000 (both one- and two-chunk draws, every power-of-two boundary
+        // below 2^17), then values around each power of two up to 2^32 - 1; the two
+        // generators must give the same values and stay in step.
+        let mut ns: Vec<u32> = (0..70_000).collect();
+        for b in 17..=32u64 {
+            for d in [-3i64, -2, -1, 0, 1, 2, 3] {
+                let n = (1i64 << b) + d;
+                if (0..=i64::from(u32::MAX)).contains(&n) {
+                    ns.push(n as u32);
+                }
+            }
+        }
+        ns.extend([1_000_000, 111_111, 123_456_789, 2_147_483_647, u32::MAX]);
+        let mut a = RRandom::new(42);
+        let mut b = RRandom::new(42);
+        for &n in &ns {
+            for _ in 0..3 {
+                assert_eq!(f64::from(a.unif_index_u32(n)), b.unif_index(f64::from(n)), "n = {n}");
+            }
+        }
+        assert_eq!(a.unif_rand(), b.unif_rand());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! SpatialEcoTyper's colocalization index of cell states (R `.colocalization`).
 
 use super::graph::Graph;
-use super::permute::Statistic;
+use super::permute::{Label, Statistic};
 use crate::error::{CoreError, Result};
 use crate::rng::RRandom;
 
@@ -56,21 +56,23 @@ impl Statistic for Colocalization {
         self.n_states * self.n_states
     }
 
-    fn eval(&self, labels: &[u32], out: &mut [f64]) {
+    fn eval<L: Label>(&self, labels: &[L], out: &mut [f64]) {
         let s = self.n_states;
-        out.iter_mut().for_each(|v| *v = 0.0);
+        out.fill(0.0);
         let mut count = vec![0u32; s];
-        let mut seen = vec![false; s];
+        // Kept cells in data order, each one's neighbours in graph order: every sum receives its
+        // terms in this fixed order, whatever the label type or the thread.
         for (&i, &w) in self.kept.iter().zip(&self.inv_degree) {
-            let a = labels[i as usize] as usize;
+            let a = labels[i as usize].index();
             count[a] += 1;
             let row = &mut out[a * s..(a + 1) * s];
             for &j in self.graph.row(i as usize) {
-                let b = labels[j as usize] as usize;
-                row[b] += w;
-                seen[b] = true;
+                row[labels[j as usize].index()] += w;
             }
         }
+        // State `b` is among the neighbours of kept cells iff a sum in column `b` is positive (its
+        // terms, 1 / degree, are).
+        let seen: Vec<bool> = (0..s).map(|b| (0..s).any(|a| out[a * s + b] > 0.0)).collect();
         for a in 0..s {
             let c = f64::from(count[a]);
             for b in 0..s {
@@ -204,7 +206,7 @@ mod tests {
         let (g, keep) = knn_graph(&x, &y, 3, 5.0, 1).unwrap();
         let c = Colocalization::new(g, &keep, 3).unwrap();
         let mut out = vec![0.0; 9];
-        c.eval(&[0, 1, 0, 2], &mut out);
+        c.eval(&[0u32, 1, 0, 2], &mut out);
         assert_eq!(&out[0..3], &[0.5, 0.5, 0.0]);
         assert_eq!(&out[3..6], &[1.0, 0.0, 0.0]);
         assert!(out[6].is_nan() && out[7].is_nan());

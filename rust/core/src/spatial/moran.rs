@@ -2,7 +2,7 @@
 //! `nb2listw(knn2nb(knearneigh(coords, k)), style = "W")`).
 
 use super::graph::Graph;
-use super::permute::Statistic;
+use super::permute::{Label, Statistic};
 use crate::error::{CoreError, Result};
 
 /// Moran's I of each label's 0/1 indicator with row-standardised weights `1/k`.
@@ -47,17 +47,14 @@ impl Statistic for Moran {
         self.n_per_label.len()
     }
 
-    fn eval(&self, labels: &[u32], out: &mut [f64]) {
+    fn eval<L: Label>(&self, labels: &[L], out: &mut [f64]) {
         let s = self.n_per_label.len();
         let mut same = vec![0u64; s];
         let mut indeg = vec![0u64; s];
         for (i, &a) in labels.iter().enumerate() {
-            indeg[a as usize] += u64::from(self.in_degree[i]);
-            for &j in self.graph.row(i) {
-                if labels[j as usize] == a {
-                    same[a as usize] += 1;
-                }
-            }
+            let a = a.index();
+            indeg[a] += u64::from(self.in_degree[i]);
+            same[a] += self.graph.row(i).iter().filter(|&&j| labels[j as usize].index() == a).count() as u64;
         }
         let n = labels.len() as f64;
         for l in 0..s {
