@@ -254,6 +254,44 @@ def _drop_single_label_groups(
     return keep, dropped
 
 
+@dataclass
+class _Cells:
+    """The checked input of a permutation test: labels, cell types and coordinates of the cells
+    kept (cell types with more than one label), the label order, and the run options."""
+
+    labels: np.ndarray
+    types: np.ndarray
+    xy: np.ndarray
+    order: list[str]
+    dropped: list[str]
+    n_perm: int
+    n_threads: int | None
+    seed: int
+
+
+def _permutation_input(data: Any, key: str, key_what: str, label_what: str, celltype_key: str, coords: Any,
+                       n_perm: Any, progress: Any, n_jobs: Any, seed: Any, who: str) -> _Cells:
+    """Check the options shared by :func:`colocalization` and :func:`moran` and read their cells."""
+    obs = _obs(data)
+    n_perm = _check_number(n_perm, "n_perm", integer=True, minimum=2)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    n_threads = resolve_n_jobs(n_jobs)
+    seed = _resolve_seed(seed)
+    labels_all = _labels(obs, key, key_what)
+    types_all = _labels(obs, celltype_key, "celltype_key")
+    xy_all = _coordinates(data, coords)
+    keep, dropped = _drop_single_label_groups(labels_all, types_all, label_what)
+    labels = labels_all[keep]
+    order = _collate.collate_sorted(labels)
+    if len(order) < 2:
+        raise SpatialInputError(
+            f"{who} needs at least two {label_what}s in cell types with more than one {label_what}; "
+            f"found {len(order)} ({order})"
+        )
+    return _Cells(labels, types_all[keep], xy_all[keep], order, dropped, n_perm, n_threads, seed)
+
+
 def _run(test: Any, n_perm: int, n_threads: int | None, progress: bool, desc: str) -> None:
     if not progress:
         test.run(n_perm, n_threads)
@@ -261,7 +299,7 @@ def _run(test: Any, n_perm: int, n_threads: int | None, progress: bool, desc: st
     from tqdm.auto import tqdm
 
     step = max(1, -(-n_perm // _PROGRESS_STEPS))
-    with tqdm(total=n_perm, desc=desc, unit="perm", leave=False) as bar:
+    with tqdm(total=n_perm, desc=desc, unit="perm", leave=False, disable=None) as bar:  # quiet off a terminal
         done = 0
         while done < n_perm:
             k = min(step, n_perm - done)
@@ -377,29 +415,15 @@ def colocalization(
     ValueError (SpatialInputError)
         Missing labels or coordinates, fewer than two states left, bad parameters.
     """
-    obs = _obs(data)
     radius = _check_number(radius, "radius", integer=False, minimum=0.0, strict=True)
     k = _check_number(k, "k", integer=True, minimum=2)
     min_cells = _check_number(min_cells, "min_cells", integer=True, minimum=1)
-    n_perm = _check_number(n_perm, "n_perm", integer=True, minimum=2)
     if not isinstance(test, (bool, np.bool_)):
         raise TypeError(f"test must be True or False, got {test!r}")
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    n_threads = resolve_n_jobs(n_jobs)
-    seed = _resolve_seed(seed)
-    states_all = _labels(obs, state_key, "state_key")
-    types_all = _labels(obs, celltype_key, "celltype_key")
-    xy_all = _coordinates(data, coords)
-
-    keep, dropped = _drop_single_label_groups(states_all, types_all, "state")
-    states, types, xy = states_all[keep], types_all[keep], xy_all[keep]
-    state_order = _collate.collate_sorted(states)
-    if len(state_order) < 2:
-        raise SpatialInputError(
-            f"colocalization needs at least two cell states in cell types with more than one state; "
-            f"found {len(state_order)} ({state_order})"
-        )
+    cells = _permutation_input(data, state_key, "state_key", "cell state", celltype_key, coords, n_perm, progress, n_jobs,
+                               seed, "colocalization")
+    n_perm, n_threads, seed, dropped = cells.n_perm, cells.n_threads, cells.seed, cells.dropped
+    states, types, xy, state_order = cells.labels, cells.types, cells.xy, cells.order
     type_order = _collate.collate_sorted(types)
     n = len(states)
     k_eff = min(k, n)
@@ -426,7 +450,7 @@ def colocalization(
             SpatialWarning,
             stacklevel=2,
         )
-    _run(core, n_perm, n_threads, progress, "colocalization permutations")
+    _run(core, n_perm, n_threads, progress, "ecorecover.spatial.colocalization: permutations")
     mean, sd = core.moments()
     mean, sd = mean.reshape(s, s), sd.reshape(s, s)
     sd = np.where(sd == 0, 1.0, sd)
@@ -524,23 +548,10 @@ def moran(
         Indexed by SE (R's sort order), columns ``I`` and ``zscore``; ``attrs`` holds ``seed``,
         ``k``, ``n_perm``, ``n_cells`` and ``dropped_celltypes``.
     """
-    obs = _obs(data)
     k = _check_number(k, "k", integer=True, minimum=1)
-    n_perm = _check_number(n_perm, "n_perm", integer=True, minimum=2)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    n_threads = resolve_n_jobs(n_jobs)
-    seed = _resolve_seed(seed)
-    se_all = _labels(obs, se_key, "se_key")
-    types_all = _labels(obs, celltype_key, "celltype_key")
-    xy_all = _coordinates(data, coords)
-    keep, dropped = _drop_single_label_groups(se_all, types_all, "SE")
-    ses, types, xy = se_all[keep], types_all[keep], xy_all[keep]
-    se_order = _collate.collate_sorted(ses)
-    if len(se_order) < 2:
-        raise SpatialInputError(
-            f"moran needs at least two SEs in cell types with more than one SE; found {len(se_order)} ({se_order})"
-        )
+    cells = _permutation_input(data, se_key, "se_key", "SE", celltype_key, coords, n_perm, progress, n_jobs, seed, "moran")
+    n_perm, n_threads, seed, dropped = cells.n_perm, cells.n_threads, cells.seed, cells.dropped
+    ses, types, xy, se_order = cells.labels, cells.types, cells.xy, cells.order
     if k >= len(ses):
         raise SpatialInputError(f"k={k} needs more than k cells; {len(ses)} cell(s) are left")
     core = _core.MoranTest(
@@ -554,7 +565,7 @@ def moran(
         n_threads,
     )
     observed = core.observed()
-    _run(core, n_perm, n_threads, progress, "Moran's I permutations")
+    _run(core, n_perm, n_threads, progress, "ecorecover.spatial.moran: permutations")
     mean, sd = core.moments()
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (observed - mean) / sd
