@@ -22,6 +22,27 @@ fn check_codes(codes: &[u32], n: usize, name: &str) -> PyResult<()> {
     }
 }
 
+/// x, y, label codes, group codes.
+type Cells<'a> = (&'a [f64], &'a [f64], Vec<u32>, &'a [u32]);
+
+/// The per-cell inputs of a permutation test: coordinates, label codes (below `n`, owned: the
+/// test permutes them) and group codes, all of one length.
+fn cells<'a>(
+    x: &'a PyReadonlyArray1<'_, f64>,
+    y: &'a PyReadonlyArray1<'_, f64>,
+    labels: &PyReadonlyArray1<'_, u32>,
+    n: usize,
+    groups: &'a PyReadonlyArray1<'_, u32>,
+) -> PyResult<Cells<'a>> {
+    let (x, y) = (slice(x, "x")?, slice(y, "y")?);
+    let (labels, groups) = (slice(labels, "labels")?.to_vec(), slice(groups, "groups")?);
+    check_codes(&labels, n, "labels")?;
+    if labels.len() != x.len() {
+        return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
+    }
+    Ok((x, y, labels, groups))
+}
+
 /// The colocalization index of cell states with R's within-group permutations.
 #[pyclass(module = "ecorecover._core")]
 struct ColocalizationTest {
@@ -48,12 +69,7 @@ impl ColocalizationTest {
         seed: i32,
         n_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let (x, y) = (slice(&x, "x")?, slice(&y, "y")?);
-        let (labels, groups) = (slice(&labels, "labels")?.to_vec(), slice(&groups, "groups")?);
-        check_codes(&labels, n_states, "labels")?;
-        if labels.len() != x.len() {
-            return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
-        }
+        let (x, y, labels, groups) = cells(&x, &y, &labels, n_states, &groups)?;
         let inner = enter(py, n_threads, move || {
             let (graph, keep) = knn_graph(x, y, k_others, radius, min_cells)?;
             let stat = Colocalization::new(graph, &keep, n_states)?;
@@ -139,12 +155,7 @@ impl MoranTest {
         seed: i32,
         n_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let (x, y) = (slice(&x, "x")?, slice(&y, "y")?);
-        let (labels, groups) = (slice(&labels, "labels")?.to_vec(), slice(&groups, "groups")?);
-        check_codes(&labels, n_labels, "labels")?;
-        if labels.len() != x.len() {
-            return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
-        }
+        let (x, y, labels, groups) = cells(&x, &y, &labels, n_labels, &groups)?;
         if k == 0 || k >= x.len() {
             return Err(PyValueError::new_err(format!("k must be in 1..{} (cells - 1), got {k}", x.len())));
         }
