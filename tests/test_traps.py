@@ -340,3 +340,24 @@ def test_metrics_drops_predictions_outside_labels():
     assert metrics(obs, pred_key="pred", sample_key=None, metric="recall").loc["SE02", "SE02"] == 1.0
     with pytest.raises(ValueError, match="scheme must be 'r'"):
         metrics(obs, pred_key="pred", scheme="honest")
+
+
+def test_distinct_labels_do_not_merge_in_recover_loocv_or_spatial(dc, models, sim):
+    """Issue 14 item 7 beyond train: int 1 and str "1" are two labels as written; recover's cell
+    types, loocv's labels and the spatial checks' labels refuse to merge them."""
+    from ecorecover import spatial
+    from ecorecover._labels import MixedLabelTypesError
+
+    mixed = pd.Series(["DC"] * (dc.n_obs - 2) + [1, "1"], index=dc.obs_names, dtype=object)
+    with pytest.raises(MixedLabelTypesError, match=r"1 \(int\) and '1' \(str\) would both become the label '1'"):
+        recover(dc, models, celltypes=mixed, progress=False)
+    a = sim.copy()
+    a.obs["SE"] = a.obs["SE"].astype(object)
+    a.obs.iloc[0, a.obs.columns.get_loc("SE")] = 1
+    a.obs.iloc[1, a.obs.columns.get_loc("SE")] = "1"
+    with pytest.raises(ValueError, match="mixes label types"):
+        loocv(a, sample_key="Sample", progress=False)
+    cells = pd.DataFrame({"X": np.arange(6.0), "Y": np.zeros(6), "CellType": ["A"] * 6,
+                          "CellState": [1, "1", "x", "x", "y", "y"]}, dtype=object).astype({"X": float, "Y": float})
+    with pytest.raises(spatial.SpatialInputError, match="mixes label types"):
+        spatial.colocalization(cells, coords=("X", "Y"), n_perm=2, seed=1, progress=False)

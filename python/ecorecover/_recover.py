@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from . import _collate, _core
 from . import nmf as _nmf
+from ._labels import check_label_types
 from ._input_data import (
     MatrixSource, check_nonnegative, check_writable, negative_values_error, record_written, select_matrix,
 )
@@ -751,6 +752,7 @@ def _labels(values: Any, n: int, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n:
         raise ValueError(f"{what} has {len(arr)} labels but the data have {n} cells; give one cell type per cell")
+    check_label_types(arr, what)
     return np.array(
         [None if (x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))) else str(x) for x in arr],
         dtype=object,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import secrets
 import time
@@ -38,6 +37,7 @@ from scipy.stats import rankdata
 from . import preprocessing as _pp
 from ._aggregate import _aggregate
 from ._collate import collate_sorted
+from ._labels import check_label_types
 from ._input_data import check_nonnegative, select_matrix
 from ._validation import as_float_matrix, resolve_n_jobs
 from .model import RecoveryModel
@@ -341,7 +341,7 @@ def _label_column(obs: pd.DataFrame, key: str, what: str, *, na_label: str | Non
     """Labels of column ``key`` as strings. Missing labels raise, unless ``na_label`` is given:
     then they become ``na_label`` with a :class:`MissingLabelWarning` (R's NMFGenerateWList
     maps a missing SE to ``"nonSE"``). Labels that differ as written but have the same text
-    (``1`` and ``"1"``) raise rather than merge (:func:`_check_label_types`)."""
+    (``1`` and ``"1"``) raise rather than merge (:func:`ecorecover._labels.check_label_types`)."""
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a column name (str), got {type(key).__name__}")
     if key not in obs.columns:
@@ -358,42 +358,13 @@ def _label_column(obs: pd.DataFrame, key: str, what: str, *, na_label: str | Non
             MissingLabelWarning,
             stacklevel=5,
         )
-    _check_label_types(col[~missing], key, what)
+    check_label_types(col[~missing], f"{what}={key!r}", f"e.g. obs[{key!r}] = obs[{key!r}].astype(str) if they are the same label",
+                      TrainingInputError)
     if not missing.any():
         return col.astype(str).to_numpy(dtype=object)
     out = col.astype(object).astype(str).to_numpy(dtype=object)
     out[missing] = na_label
     return out
-
-
-def _label_kind(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "bool"
-    if isinstance(v, numbers.Integral):
-        return "int"
-    if isinstance(v, numbers.Real):
-        return "float"
-    return "str" if isinstance(v, str) else type(v).__name__
-
-
-def _check_label_types(col: pd.Series, key: str, what: str) -> None:
-    """Raise when two labels of different types have the same text (``1`` and ``"1"``, ``1.0``
-    and ``"1.0"``, ``True`` and ``"True"``): as strings they would become one label."""
-    if col.dtype != object and not isinstance(col.dtype, pd.CategoricalDtype):
-        return  # one dtype: distinct values have distinct texts
-    values = col.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "integer", "floating", "boolean", "empty"):
-        return
-    first: dict[str, tuple[str, Any]] = {}
-    for v in values:
-        kind, text = _label_kind(v), str(v)
-        seen = first.setdefault(text, (kind, v))
-        if seen[0] != kind:
-            raise TrainingInputError(
-                f"{what}={key!r} mixes label types: {seen[1]!r} ({seen[0]}) and {v!r} ({kind}) would both become "
-                f"the label {text!r}. Labels that differ must stay distinct: make the column one type first, "
-                f"e.g. obs[{key!r}] = obs[{key!r}].astype(str) if they are the same label"
-            )
 
 
 def _training_input(

@@ -43,6 +43,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from . import _collate, _core
+from ._labels import check_label_types
 from ._validation import resolve_n_jobs
 
 __all__ = [
@@ -206,6 +207,7 @@ def _labels(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
             f"column {key!r} ({what}) has {int(missing.sum())} missing label(s), first at cell {first!r}; "
             "drop or label those cells first"
         )
+    check_label_types(col, f"{what}={key!r}", error=SpatialInputError)
     return col.astype(str).to_numpy(dtype=object)
 
 
