@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import rds_bytes
 from conftest import FIXTURES, read_lines, read_matrix, read_table
 
 from ecorecover.io import (
@@ -40,46 +41,13 @@ def _fixture_cell_types() -> list[str]:
     return line.split(":", 1)[1].strip().split(",")
 
 
-# -- R objects written with rdata, as R would serialise them ----------------------------------
-def _rdata_writer() -> None:
-    """Writing .rds files needs rdata >= 1.0 (Python >= 3.11); reading works with 0.11."""
-    pytest.importorskip("rdata", minversion="1.0", reason="writing .rds test files needs rdata >= 1.0")
-
-
-def _r_matrix(w: pd.DataFrame):
-    _rdata_writer()
-    from rdata.conversion import ConverterFromPythonToR
-
-    conv = ConverterFromPythonToR()
-    obj = conv.convert_to_r_object(np.asarray(w.to_numpy(), dtype=np.float64).ravel(order="F"))
-    obj.attributes = conv.convert_to_r_attributes(
-        {"dim": np.array(w.shape, dtype=np.int32), "dimnames": [np.array(w.index, dtype=object), np.array(w.columns, dtype=object)]}
-    )
-    obj.info.attributes = True
-    return obj
-
-
-def _write_rds(path: Path, obj) -> None:
-    _rdata_writer()
-    from rdata.conversion import convert_python_to_r_data
-    from rdata.unparser import unparse_file
-
-    data = convert_python_to_r_data(0.0)
-    data.object = obj
-    unparse_file(path, data)
-
-
+# -- R objects as R serialises them (tests/rds_bytes.py: no .rds writer needed) -----------------
 def _write_r_list(path: Path, named: dict[str, pd.DataFrame] | list[pd.DataFrame]) -> None:
-    _rdata_writer()
-    from rdata.conversion import convert_python_to_r_object
-
+    """saveRDS(list(...)) of W matrices: named by the dict's keys, or unnamed."""
     if isinstance(named, dict):
-        lst = convert_python_to_r_object({k: 0.0 for k in named})
-        lst.value = [_r_matrix(w) for w in named.values()]
+        rds_bytes.write_rds(path, rds_bytes.named_list({k: rds_bytes.frame_matrix(w) for k, w in named.items()}))
     else:
-        lst = convert_python_to_r_object([0.0] * len(named))
-        lst.value = [_r_matrix(w) for w in named]
-    _write_rds(path, lst)
+        rds_bytes.write_rds(path, rds_bytes.vector([rds_bytes.frame_matrix(w) for w in named]))
 
 
 # -- read_r_models on the repo's fixtures -----------------------------------------------------
@@ -114,8 +82,8 @@ def test_named_list_rds(tmp_path) -> None:
 
 def test_single_matrix_rds_and_directory_of_rds(tmp_path) -> None:
     w = read_matrix("train/sample/Macrophage.tsv.gz")
-    _write_rds(tmp_path / "Macrophage.rds", _r_matrix(w))
-    _write_rds(tmp_path / "B.rds", _r_matrix(read_matrix("train/sample/B.tsv.gz")))
+    rds_bytes.write_rds(tmp_path / "Macrophage.rds", rds_bytes.frame_matrix(w))
+    rds_bytes.write_rds(tmp_path / "B.rds", rds_bytes.frame_matrix(read_matrix("train/sample/B.tsv.gz")))
     (tmp_path / "notes.txt").write_text("not a model")
     m = read_r_models(tmp_path)
     assert m.cell_types == ["B", "Macrophage"]
@@ -144,9 +112,7 @@ def test_read_r_models_errors(tmp_path) -> None:
     _write_r_list(tmp_path / "unnamed.rds", [w, w])
     with pytest.raises(ValueError, match="unnamed list"):
         read_r_models(tmp_path / "unnamed.rds")
-    from rdata.conversion import convert_python_to_r_object
-
-    _write_rds(tmp_path / "nodimnames.rds", convert_python_to_r_object(np.ones(4)))
+    rds_bytes.write_rds(tmp_path / "nodimnames.rds", rds_bytes.real(np.ones(4)))
     with pytest.raises(ValueError, match="nodimnames.rds"):
         read_r_models(tmp_path / "nodimnames.rds")
     (tmp_path / "junk.rds").write_bytes(b"not an rds file")
@@ -164,7 +130,7 @@ def test_read_r_models_errors(tmp_path) -> None:
 
 
 def test_rds_without_rdata_names_the_extra(tmp_path, monkeypatch) -> None:
-    _write_rds(tmp_path / "B.rds", _r_matrix(read_matrix("train/sample/B.tsv.gz")))
+    rds_bytes.write_rds(tmp_path / "B.rds", rds_bytes.frame_matrix(read_matrix("train/sample/B.tsv.gz")))
     monkeypatch.setitem(sys.modules, "rdata", None)  # makes `import rdata` fail
     with pytest.raises(ImportError, match=r"pip install ecorecover\[rds\]"):
         read_r_models(tmp_path / "B.rds")
@@ -185,15 +151,10 @@ def test_published_directory(published_models_dir: Path) -> None:
 
 
 def test_named_list_of_published_r_objects(published_models_dir: Path, tmp_path) -> None:
-    # Elements as R serialised them, wrapped in a named list (NMFGenerateWList's shape).
-    _rdata_writer()
-    from rdata.conversion import convert_python_to_r_object
-    from rdata.parser import parse_file
-
+    # Elements as R serialised them (their bytes), wrapped in a named list (NMFGenerateWList's shape).
     cts = ["NK", "B"]
-    lst = convert_python_to_r_object({ct: 0.0 for ct in cts})
-    lst.value = [parse_file(published_models_dir / f"MERSCOPE_W_v1_{ct}.rds").object for ct in cts]
-    _write_rds(tmp_path / "Ws.rds", lst)
+    elements = {ct: rds_bytes.serialized_object(published_models_dir / f"MERSCOPE_W_v1_{ct}.rds") for ct in cts}
+    rds_bytes.write_rds(tmp_path / "Ws.rds", rds_bytes.named_list(elements))
     m = read_r_models(tmp_path / "Ws.rds")
     assert m.cell_types == cts
     for ct in cts:

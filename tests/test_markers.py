@@ -16,6 +16,7 @@ import ecorecover
 from ecorecover.markers import MarkerWarning
 from ecorecover.preprocessing import log_normalize
 
+import rds_bytes
 from conftest import FIXTURES, max_abs_diff, read_matrix
 
 CUSTOM = {
@@ -103,29 +104,29 @@ def test_nonse_group_is_dropped(adata):
     assert max_abs_diff(got, ref) <= 1e-12
 
 
-# -- read_r_markers -------------------------------------------------------------------------------
-def _write(tmp_path: Path, obj, name: str = "sets.rds") -> Path:
-    rdata = pytest.importorskip("rdata", minversion="1.0", reason="writing .rds test files needs rdata >= 1.0")
-    p = tmp_path / name
-    rdata.write_rds(p, obj)
-    return p
+# -- read_r_markers (.rds files built by tests/rds_bytes.py: no .rds writer needed) ---------------
+def _write(tmp_path: Path, obj: bytes, name: str = "sets.rds") -> Path:
+    pytest.importorskip("rdata")  # reading .rds needs it (any version)
+    return rds_bytes.write_rds(tmp_path / name, obj)
 
 
 def test_read_r_markers_round_trips_a_named_list_of_character_vectors(tmp_path):
-    p = _write(tmp_path, {"b": np.array(["X", "Y"]), "a": np.array(["Z"]), "c": np.array(["Q", None], dtype=object)})
-    assert ecorecover.read_r_markers(p) == {"b": ["X", "Y"], "a": ["Z"], "c": ["Q"]}
+    obj = rds_bytes.named_list({"b": rds_bytes.strings(["X", "Y"]), "a": rds_bytes.strings(["Z"]),
+                                "c": rds_bytes.strings(["Q", None])})
+    assert ecorecover.read_r_markers(_write(tmp_path, obj)) == {"b": ["X", "Y"], "a": ["Z"], "c": ["Q"]}
 
 
 @pytest.mark.parametrize(
     ("obj", "match"),
     [
-        (np.array(["X", "Y"]), "named list of character vectors"),
-        ([np.array(["X"]), np.array(["Y"])], "unnamed list"),
-        (pd.DataFrame({"a": [1, 2]}), "named list of character vectors"),
-        ({"a": np.array([1.0, 2.0])}, "must hold gene names"),
-        ({"a": {"x": np.array(["X"])}}, "must be a character vector"),
-        ({}, "empty"),
+        (rds_bytes.strings(["X", "Y"]), "named list of character vectors"),
+        (rds_bytes.vector([rds_bytes.strings(["X"]), rds_bytes.strings(["Y"])]), "unnamed list"),
+        (rds_bytes.data_frame({"a": rds_bytes.integer([1, 2])}, nrow=2), "named list of character vectors"),
+        (rds_bytes.named_list({"a": rds_bytes.real([1.0, 2.0])}), "must hold gene names"),
+        (rds_bytes.named_list({"a": rds_bytes.named_list({"x": rds_bytes.strings(["X"])})}), "must be a character vector"),
+        (rds_bytes.named_list({}), "empty"),
     ],
+    ids=["character-vector", "unnamed-list", "data.frame", "numeric-set", "nested-list", "empty-list"],
 )
 def test_read_r_markers_rejects_other_structures(tmp_path, obj, match):
     p = _write(tmp_path, obj)
@@ -133,19 +134,19 @@ def test_read_r_markers_rejects_other_structures(tmp_path, obj, match):
         ecorecover.read_r_markers(p)
 
 
-@pytest.mark.parametrize(("second_name", "match"), [(b"a", r"duplicated gene-set names \['a'\]"), (b"", "element 2")])
+@pytest.mark.parametrize(("second_name", "match"), [("a", r"duplicated gene-set names \['a'\]"), ("", "element 2")],
+                         ids=["duplicated", "empty"])
 def test_read_r_markers_rejects_duplicated_or_missing_names(tmp_path, second_name, match):
-    pytest.importorskip("rdata", minversion="1.0", reason="writing .rds test files needs rdata >= 1.0")
-    from rdata.conversion import convert_python_to_r_data, convert_python_to_r_object
-    from rdata.unparser import unparse_file
-
-    obj = convert_python_to_r_object({"a": np.array(["X"]), "b": np.array(["Y"])})
-    obj.attributes.value[0].value[1].value = second_name  # the names attribute, as R could write it
-    data = convert_python_to_r_data(0.0)
-    data.object = obj
-    unparse_file(tmp_path / "sets.rds", data)
+    # names(x) <- c("a", "a") or c("a", ""): R writes such names as they are
+    obj = rds_bytes.named_list([("a", rds_bytes.strings(["X"])), (second_name, rds_bytes.strings(["Y"]))])
     with pytest.raises(ValueError, match=match):
-        ecorecover.read_r_markers(tmp_path / "sets.rds")
+        ecorecover.read_r_markers(_write(tmp_path, obj))
+
+
+def test_read_r_markers_refuses_byte_code(tmp_path):
+    p = _write(tmp_path, rds_bytes.i32(rds_bytes.BCODESXP, 1))  # compiled R code, declaring 1 entry
+    with pytest.raises(ecorecover.ModelFileError, match=r"cannot read .*sets\.rds as an R \.rds file: .*byte code"):
+        ecorecover.read_r_markers(p)
 
 
 def test_read_r_markers_rejects_non_rds_and_missing_files(tmp_path):

@@ -21,6 +21,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rds_bytes import (
+    ALTREP_SXP,
+    BCODESXP,
+    LANGSXP,
+    LISTSXP,
+    NIL,
+    REALSXP,
+    attributes,
+    flags,
+    i32,
+    integer,
+    matrix,
+    rds,
+    real,
+    strings,
+    sym,
+    vector,
+    write_rds,
+)
+
 from ecorecover import cli
 from ecorecover.io import read_r_models
 from ecorecover.model import ModelFileError, RecoveryModel, load_model
@@ -253,73 +273,12 @@ def test_empty_w_object_is_refused() -> None:
         RecoveryModel({"B": pd.DataFrame(np.zeros((0, 2)), columns=["SE1", "SE2"])})
 
 
-# -- .rds: hand-built R serialization (XDR, version 3) ----------------------------------------------
-def _i(*v: int) -> bytes:
-    return struct.pack(f">{len(v)}i", *v)
-
-
-def _charsxp(s: str) -> bytes:
-    b = s.encode()
-    return _i(9 | (64 << 12), len(b)) + b  # CHARSXP, ASCII
-
-
-def _sym(s: str) -> bytes:
-    return _i(1) + _charsxp(s)
-
-
-NIL = _i(254)
-
-
-def _attrs(pairs: list[tuple[str, bytes]]) -> bytes:
-    out = b""
-    for name, value in pairs:
-        out += _i(2 | (1 << 10)) + _sym(name) + value  # LISTSXP with tag
-    return out + NIL
-
-
-def _flags(t: int, attrs: bool) -> int:
-    return t | ((1 << 9) if attrs else 0)
-
-
-def _real(values, attrs: list[tuple[str, bytes]] | None = None) -> bytes:
-    v = np.asarray(values, dtype=">f8")
-    return _i(_flags(14, bool(attrs)), v.size) + v.tobytes() + (_attrs(attrs) if attrs else b"")
-
-
-def _int(values, attrs=None) -> bytes:
-    v = np.asarray(values, dtype=">i4")
-    return _i(_flags(13, bool(attrs)), v.size) + v.tobytes() + (_attrs(attrs) if attrs else b"")
-
-
-def _str(values: list[str]) -> bytes:
-    return _i(16, len(values)) + b"".join(_charsxp(s) for s in values)
-
-
-def _vec(items: list[bytes], attrs=None) -> bytes:
-    return _i(_flags(19, bool(attrs)), len(items)) + b"".join(items) + (_attrs(attrs) if attrs else b"")
-
-
-def _matrix(rows: list[str], cols: list[str], values=None, dim=None) -> bytes:
-    n = len(rows) * len(cols)
-    values = np.full(n, 0.25) if values is None else values
-    dim = dim or [len(rows), len(cols)]
-    return _real(values, [("dim", _int(dim)), ("dimnames", _vec([_str(rows), _str(cols)]))])
-
-
-def _rds(obj: bytes) -> bytes:
-    return b"X\n" + _i(3, 0x040300, 0x030500, 5) + b"UTF-8" + obj
-
-
-def _write_rds(path: Path, obj: bytes) -> Path:
-    path.write_bytes(gzip.compress(_rds(obj)))
-    return path
-
-
+# -- .rds: hand-built R serialization (tests/rds_bytes.py) ----------------------------------------
 def test_hand_built_rds_reads(tmp_path: Path) -> None:
     """The builder is right: a valid hand-built named list reads as expected."""
-    ws = _vec([_matrix(["A__pos", "A__neg"], ["SE1", "SE2"]), _matrix(["C__pos"], ["SE1"], [2.0])],
-              [("names", _str(["B", "NK"]))])
-    m = read_r_models(_write_rds(tmp_path / "ws.rds", ws))
+    ws = vector([matrix(["A__pos", "A__neg"], ["SE1", "SE2"]), matrix(["C__pos"], ["SE1"], [2.0])],
+                [("names", strings(["B", "NK"]))])
+    m = read_r_models(write_rds(tmp_path / "ws.rds", ws))
     assert m.cell_types == ["B", "NK"]
     assert list(m["B"].index) == ["A__pos", "A__neg"] and m["NK"].iloc[0, 0] == 2.0
 
@@ -328,11 +287,11 @@ def test_rds_decompression_bomb_is_refused_without_allocating(tmp_path: Path) ->
     path = tmp_path / "bomb.rds"
     n = 12_500_000  # 100 MB of doubles, compressed to ~100 KB
     with gzip.open(path, "wb", compresslevel=9) as fh:
-        fh.write(_rds(_i(_flags(14, True), n)))
+        fh.write(rds(i32(flags(REALSXP, attrs=True), n)))
         zeros = bytes(1 << 20)
         for _ in range(n * 8 // len(zeros)):
             fh.write(zeros)
-        fh.write(_attrs([("dim", _int([n // 10, 10]))]))
+        fh.write(attributes([("dim", integer([n // 10, 10]))]))
     assert path.stat().st_size < 1_000_000
     with pytest.raises(ModelFileError, match=r"bomb\.rds: the \d+-byte gzip stream decompresses to more than"):
         read_r_models(path)
@@ -343,50 +302,59 @@ def test_rds_decompression_bomb_is_refused_without_allocating(tmp_path: Path) ->
 
 def test_rds_compact_sequence_bomb_is_refused(tmp_path: Path) -> None:
     # ALTREP compact_intseq: 3 numbers that rdata expands to n integers (here 4 GB)
-    info = _i(2) + _sym("compact_intseq") + _i(2) + _sym("base") + _i(2) + _int([13]) + NIL
-    altrep = _i(238) + info + _real([1e9, 1.0, 1.0]) + NIL
-    path = _write_rds(tmp_path / "seq.rds", altrep)
+    info = i32(LISTSXP) + sym("compact_intseq") + i32(LISTSXP) + sym("base") + i32(LISTSXP) + integer([13]) + NIL
+    altrep = i32(ALTREP_SXP) + info + real([1e9, 1.0, 1.0]) + NIL
+    path = write_rds(tmp_path / "seq.rds", altrep)
     with pytest.raises(ModelFileError, match=r"seq\.rds.*compact_intseq sequence declares 1000000000 elements"):
         read_r_models(path)
 
 
 def test_rds_nested_compression_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "twice.rds"
-    path.write_bytes(gzip.compress(gzip.compress(_rds(_matrix(["A"], ["SE1"])))))
+    path.write_bytes(gzip.compress(gzip.compress(rds(matrix(["A"], ["SE1"])))))
     with pytest.raises(ModelFileError, match=r"twice\.rds: compressed twice"):
         read_r_models(path)
 
 
 def test_rds_language_object_is_refused(tmp_path: Path) -> None:
-    lang = _i(6) + _sym("system") + _i(2) + _str(["id"]) + NIL  # quote(system("id"))
-    path = _write_rds(tmp_path / "call.rds", _vec([lang], [("names", _str(["B"]))]))
+    lang = i32(LANGSXP) + sym("system") + i32(LISTSXP) + strings(["id"]) + NIL  # quote(system("id"))
+    path = write_rds(tmp_path / "call.rds", vector([lang], [("names", strings(["B"]))]))
     with pytest.raises(ModelFileError, match=r"call\.rds\[\[1\]\]: holds an R object of type LANG"):
         read_r_models(path)
 
 
 def test_rds_byte_code_is_refused(tmp_path: Path) -> None:
-    bcode = _i(21) + _i(2**30)  # BCODESXP declaring a table of 2**30 entries
-    path = _write_rds(tmp_path / "bc.rds", bcode)
+    bcode = i32(BCODESXP) + i32(2**30)  # BCODESXP declaring a table of 2**30 entries
+    path = write_rds(tmp_path / "bc.rds", bcode)
     with pytest.raises(ModelFileError, match=r"bc\.rds.*byte code"):
+        read_r_models(path)
+
+
+def test_truncated_rds_is_refused(tmp_path: Path) -> None:
+    data = rds(matrix(["A", "C"], ["SE1", "SE2"], [0.5, 0.25, 1.0, 2.0]))
+    cut = data.index(struct.pack(">d", 0.25))  # inside the matrix's values
+    path = tmp_path / "cut.rds"
+    path.write_bytes(data[:cut])
+    with pytest.raises(ModelFileError, match=r"cannot read .*cut\.rds as an R \.rds file: .*truncated"):
         read_r_models(path)
 
 
 @pytest.mark.parametrize(
     ("obj", "match"),
     [
-        (_vec([_matrix(["A"], ["SE1"]), _matrix(["C"], ["SE1"])], [("names", _str(["B"]))]),
+        (vector([matrix(["A"], ["SE1"]), matrix(["C"], ["SE1"])], [("names", strings(["B"]))]),
          r"has 2 elements but 1 names"),
-        (_vec([_matrix(["A"], ["SE1"]), _matrix(["C"], ["SE1"], [3.0])], [("names", _str(["B", "B"]))]),
+        (vector([matrix(["A"], ["SE1"]), matrix(["C"], ["SE1"], [3.0])], [("names", strings(["B", "B"]))]),
          r"names cell type\(s\) \['B'\] more than once"),
-        (_vec([_matrix(["A", "C", "D"], ["SE1"], np.ones(2), dim=[2, 1])], [("names", _str(["B"]))]),
+        (vector([matrix(["A", "C", "D"], ["SE1"], np.ones(2), dim=[2, 1])], [("names", strings(["B"]))]),
          r"\[\[1\]\]: has 2 rows but 3 row names"),
-        (_vec([_matrix(["A", "C"], ["SE1"], np.ones(3), dim=[2, 1])], [("names", _str(["B"]))]),
+        (vector([matrix(["A", "C"], ["SE1"], np.ones(3), dim=[2, 1])], [("names", strings(["B"]))]),
          r"\[\[1\]\]: dim \[2, 1\] does not match its 3 values"),
     ],
     ids=["names-short", "names-duplicated", "dimnames-long", "dim-wrong"],
 )
 def test_rds_names_must_match_what_they_label(tmp_path: Path, obj: bytes, match: str) -> None:
-    path = _write_rds(tmp_path / "ws.rds", obj)
+    path = write_rds(tmp_path / "ws.rds", obj)
     with pytest.raises(ModelFileError, match=r"ws\.rds.*" + match):
         read_r_models(path)
 

@@ -342,14 +342,17 @@ def _parse_rds(rdata: Any, data: bytes) -> Any:
     the declared length), compact sequences, and byte code (which declares a table size)."""
     budget = len(data) + 1024
     altrep = _safe_altrep_map(budget // 4)
-    try:
+    try:  # rdata's parser classes (private, but in the same place in rdata 0.11 to 1.x)
         from rdata.parser._ascii import ParserASCII
-        from rdata.parser._binary import ParserBinary
         from rdata.parser._xdr import ParserXDR
-    except ImportError:  # pragma: no cover - older rdata: its own parser on the bounded data
+    except ImportError:  # pragma: no cover - another rdata layout: its own parser on the bounded data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
             return rdata.parser.parse_data(data, expand_altrep=True, altrep_constructor_dict=altrep, extension=".rds")
+    try:
+        from rdata.parser._binary import ParserBinary
+    except ImportError:  # rdata < 1.0 (Python 3.10) reads XDR and ASCII only
+        ParserBinary = None  # type: ignore[assignment, misc]
     formats = ((b"X\n", ParserXDR), (b"A\r\n", ParserASCII), (b"A\n", ParserASCII), (b"B\n", ParserBinary))
     base = next(((m, c) for m, c in formats if data.startswith(m)), None)
     if base is None:
@@ -358,12 +361,18 @@ def _parse_rds(rdata: Any, data: bytes) -> Any:
             raise ModelFileError("it is an .RData file (save()), not an .rds file (saveRDS())")
         raise ModelFileError("no R serialization header")
     magic, parser_class = base
+    if parser_class is None:
+        raise ModelFileError(f"native binary R serialization (saveRDS(xdr = FALSE)) needs rdata >= 1.0, this is "
+                             f"rdata {getattr(rdata, '__version__', '?')}; re-save it with saveRDS's default xdr = TRUE")
 
     class _Bounded(parser_class):  # type: ignore[misc, valid-type]
         def _parse_array_values(self, dtype: Any, length: int) -> Any:
             if not 0 <= length <= budget:
                 raise ModelFileError(f"a vector declares {length} elements in {len(data)} bytes of data")
-            return super()._parse_array_values(dtype, length)
+            values = super()._parse_array_values(dtype, length)
+            if len(values) != length:  # the XDR / binary parsers read what is left
+                raise ModelFileError("the R data ends in the middle of an object (truncated file?)")
+            return values
 
         def _parse_bytecode(self, *args: Any, **kwargs: Any) -> Any:
             raise ModelFileError("it holds R byte code (compiled functions); a model file holds only data")
@@ -377,17 +386,23 @@ def _parse_rds(rdata: Any, data: bytes) -> Any:
     return parsed
 
 
-def _read_rds(path: Path) -> dict[str | None, pd.DataFrame]:
-    """An .rds holding one W matrix (key None) or a named list of them (keys = cell types)."""
+def _parse_rds_file(path: Path) -> Any:
+    """Read an untrusted .rds file within the size limits and parse it with :func:`_parse_rds`;
+    any problem raises :class:`ModelFileError` naming the file."""
     rdata = _import_rdata()
     data = _read_bounded(path)
     try:
-        parsed = _parse_rds(rdata, data)
+        return _parse_rds(rdata, data)
     except ModelFileError as exc:
         raise ModelFileError(f"cannot read {path} as an R .rds file: {exc}") from None
     except Exception as exc:  # rdata raises assorted errors on bad input  # noqa: BLE001
         raise ModelFileError(f"cannot read {path} as an R .rds file: {type(exc).__name__}: {exc}") from None
-    del data
+
+
+def _read_rds(path: Path) -> dict[str | None, pd.DataFrame]:
+    """An .rds holding one W matrix (key None) or a named list of them (keys = cell types)."""
+    rdata = _import_rdata()
+    parsed = _parse_rds_file(path)
     top = parsed.object
     _check_r_object(top, str(path))
     if top.info.type.name == "VEC":

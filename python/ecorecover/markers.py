@@ -65,22 +65,12 @@ def _r_attribute(obj: Any, key: str) -> Any:
 def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
     """Parse an .rds with the model readers' guards; return the top-level list's names and the
     converted object. Refuses anything but a list with unique, non-empty names."""
-    from .io import _check_r_object, _import_rdata, _read_bounded, _safe_altrep_map
-    from .model import ModelFileError
+    from .io import _check_r_object, _import_rdata, _parse_rds_file
 
     rdata = _import_rdata()
-    data = _read_bounded(p)  # size limits and decompression-bomb guard
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # rdata's "wrong extension" / "unknown file type"
-            parsed = rdata.parser.parse_data(
-                data, expand_altrep=True, altrep_constructor_dict=_safe_altrep_map(len(data) // 4 + 1024),
-                extension=".rds",
-            )
-    except ModelFileError as exc:
-        raise ModelFileError(f"{p}: {exc}") from None
-    except Exception as exc:  # rdata raises assorted errors on bad input  # noqa: BLE001
-        raise ValueError(f"cannot read {p} as an R .rds file: {type(exc).__name__}: {exc}") from None
+    # size limits, decompression-bomb guard, and the model reader's bounded parser (declared
+    # lengths, compact sequences, byte code); problems raise ModelFileError naming the file
+    parsed = _parse_rds_file(p)
     top = parsed.object
     _check_r_object(top, str(p))  # plain vectors / lists only, names matching lengths
     if top.info.type.name != "VEC" or _r_attribute(top, "class") is not None:
