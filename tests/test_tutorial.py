@@ -1,16 +1,19 @@
 """docs/tutorial.md runs end to end (through docs/make_tutorial.py) and shows what it says.
 
-About 15 s on 2 cores. To refresh the figures and printed outputs in docs/:
+About 20 s on 2 cores. To refresh the figures and printed outputs in docs/:
 ``python docs/make_tutorial.py`` (``--check`` fails if the printed outputs changed).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -73,3 +76,41 @@ def test_tutorial_results_make_sense(tutorial):
     assert list(est.index) == list(truth.index)
     # Every block that has an output block printed something.
     assert all(b.output.strip() for b in blocks if b.output_span is not None)
+
+
+def test_tutorial_spatial_validation_finds_the_planted_patches(tutorial, tmp_path, monkeypatch):
+    """Section 9: the recovered SEs sit in the patches their true SEs were placed in, and the
+    page's `ecorecover validate` command, run as written, gives the tables the page shows."""
+    mod, ns, _, _, _ = tutorial
+    coloc, moran, markers = ns["coloc"], ns["moran"], ns["markers"]
+    planted = ["SE01", "SE02", "SE03", "SE04"]
+    assert coloc.n_perm == 200 and coloc.seed == 1 and not coloc.empty_states
+    assert (coloc.pvalues[planted] < 0.01).all() and (coloc.se_zscores[planted] > 0).all()
+    assert coloc.se_zscores["nonSE"] < 0  # placed uniformly: no within-SE colocalization
+    assert (moran.loc[planted, "zscore"] > 5).all() and moran.loc["nonSE", "zscore"] < 3
+    # Each SE's model genes are expressed most in the cells recovered as that SE.
+    assert all(markers.loc[s].idxmax() == s for s in markers.index), markers
+    # A bulk model trained on the recovered SEs' pseudo-bulks deconvolves other samples' mixtures.
+    fractions = ns["fractions"]
+    np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=1e-12)
+    assert np.median(list(ns["r_spatial"].values())) > 0.6
+
+    markdown = mod.TUTORIAL.read_text()
+    section = markdown[markdown.index("## 9. Spatial validation"):]
+    command = re.search(r"```bash\n(ecorecover validate [^\n]*)\n```", section).group(1)
+    monkeypatch.chdir(tmp_path)
+    ns["query"].write_h5ad("spatial.h5ad")  # as the page's block before the command does
+    from ecorecover import cli
+
+    assert cli.main([*shlex.split(command)[1:], "-q"]) == 0
+    out = tmp_path / "validation"
+
+    def read(name):
+        return pd.read_csv(out / name, sep="\t", index_col=0, float_precision="round_trip")
+
+    test = read("colocalization_se_test.tsv")
+    np.testing.assert_array_equal(test.loc[coloc.pvalues.index, "Pval"], coloc.pvalues)
+    np.testing.assert_array_equal(test.loc[coloc.pvalues.index, "Zscore"], coloc.se_zscores)
+    np.testing.assert_array_equal(read("colocalization_zscores.tsv").to_numpy(), coloc.zscores.to_numpy())
+    np.testing.assert_array_equal(read("moran.tsv").loc[moran.index].to_numpy(), moran.to_numpy())
+    assert {"colocalization.png", "spatial.png", "report.json"} <= {p.name for p in out.iterdir()}
