@@ -2,11 +2,8 @@
 """Small checks used by .ci/run (standard library only).
 
   ci_checks.py junit LABEL REPORT.xml      how many tests ran; fails when none ran or any failed
-  ci_checks.py coverage DEV.xml WHEEL.xml [--allow-skip TEXT]...
-                                           fails when a test that ran against the development
-                                           build did not run against the wheel, unless it was
-                                           skipped with a reason containing one of the TEXTs
-                                           (recorded, version-dependent reasons; listed loudly)
+  ci_checks.py coverage DEV.xml WHEEL.xml  fails when a test that ran against the development
+                                           build did not run against the wheel
   ci_checks.py published LABEL REPORT.xml  fails when a test skipped because the published models
                                            were not found although $ECORECOVER_PUBLISHED_MODELS
                                            names an existing directory
@@ -55,20 +52,16 @@ def junit(label: str, path: str) -> int:
     return 0 if ran > 0 and failed == 0 else 1
 
 
-def coverage(dev_path: str, wheel_path: str, *allow: str) -> int:
+def coverage(dev_path: str, wheel_path: str) -> int:
     dev, whl = _outcomes(dev_path), _outcomes(wheel_path)
     reasons = _skip_reasons(wheel_path)
     lost = sorted(t for t, o in dev.items() if o == "ran" and whl.get(t) != "ran")
-    allowed = [t for t in lost if whl.get(t) == "skipped" and any(a in reasons.get(t, "") for a in allow)]
-    lost = [t for t in lost if t not in allowed]
     gained = sorted(t for t, o in whl.items() if o == "ran" and dev.get(t) != "ran")
     if gained:
         print("-- ran only against the installed wheel: " + ", ".join(gained))
-    if allowed:
-        print(f"-- NOTE: {len(allowed)} test(s) that ran against the development build were skipped here for a "
-              "recorded reason:\n   " + "\n   ".join(f"{t}: {reasons[t]}" for t in allowed))
     if lost:
-        print("-- ran against the development build but not against the wheel:\n   " + "\n   ".join(lost))
+        print("-- ran against the development build but not against the wheel:\n   "
+              + "\n   ".join(f"{t}: {whl.get(t, 'absent')} {reasons.get(t, '')}".rstrip() for t in lost))
     return 1 if lost else 0
 
 
@@ -103,20 +96,7 @@ def location(root: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "coverage":
-        args, allow = argv[1:], []
-        while "--allow-skip" in args:
-            i = args.index("--allow-skip")
-            if i + 1 >= len(args):
-                print(__doc__, file=sys.stderr)
-                return 2
-            allow.append(args[i + 1])
-            args = args[:i] + args[i + 2:]
-        if len(args) != 2:
-            print(__doc__, file=sys.stderr)
-            return 2
-        return coverage(*args, *allow)
-    commands = {"junit": (junit, 2), "location": (location, 1), "published": (published, 2)}
+    commands = {"junit": (junit, 2), "coverage": (coverage, 2), "location": (location, 1), "published": (published, 2)}
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
         print(__doc__, file=sys.stderr)
         return 2

@@ -330,6 +330,22 @@ def test_rds_byte_code_is_refused(tmp_path: Path) -> None:
         read_r_models(path)
 
 
+def test_native_binary_rds_needs_rdata_1(tmp_path: Path) -> None:
+    """saveRDS(0.5, xdr = FALSE): little-endian "B" format, which rdata reads from 1.0 on."""
+    import rdata
+
+    obj = struct.pack("<3i", 3, 0x040300, 0x030500) + struct.pack("<i", 5) + b"UTF-8"
+    obj += struct.pack("<2id", REALSXP, 1, 0.5)
+    path = tmp_path / "native.rds"
+    path.write_bytes(gzip.compress(b"B\n" + obj))
+    if int(rdata.__version__.split(".")[0]) >= 1:  # parsed; then refused as no matrix
+        match = r"native\.rds: expected a matrix \(features x SEs\), got an R object of shape \(1,\)"
+    else:
+        match = r"cannot read .*native\.rds as an R \.rds file: native binary R serialization .* needs rdata >= 1\.0"
+    with pytest.raises(ModelFileError, match=match):
+        read_r_models(path)
+
+
 def test_truncated_rds_is_refused(tmp_path: Path) -> None:
     data = rds(matrix(["A", "C"], ["SE1", "SE2"], [0.5, 0.25, 1.0, 2.0]))
     cut = data.index(struct.pack(">d", 0.25))  # inside the matrix's values

@@ -362,8 +362,10 @@ def _parse_rds(rdata: Any, data: bytes) -> Any:
         raise ModelFileError("no R serialization header")
     magic, parser_class = base
     if parser_class is None:
-        raise ModelFileError(f"native binary R serialization (saveRDS(xdr = FALSE)) needs rdata >= 1.0, this is "
-                             f"rdata {getattr(rdata, '__version__', '?')}; re-save it with saveRDS's default xdr = TRUE")
+        raise ModelFileError(
+            f"native binary R serialization (saveRDS(xdr = FALSE)) needs rdata >= 1.0, this is rdata "
+            f"{getattr(rdata, '__version__', '?')}; re-save it with saveRDS's default xdr = TRUE"
+        )
 
     class _Bounded(parser_class):  # type: ignore[misc, valid-type]
         def _parse_array_values(self, dtype: Any, length: int) -> Any:
@@ -375,7 +377,7 @@ def _parse_rds(rdata: Any, data: bytes) -> Any:
             return values
 
         def _parse_bytecode(self, *args: Any, **kwargs: Any) -> Any:
-            raise ModelFileError("it holds R byte code (compiled functions); a model file holds only data")
+            raise ModelFileError("it holds R byte code (compiled functions), not data")
 
     parser = _Bounded(memoryview(data)[len(magic):], expand_altrep=True, altrep_constructor_dict=altrep)
     parsed = parser.parse_all()
