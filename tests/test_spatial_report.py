@@ -112,18 +112,30 @@ def test_validate_writes_tables_and_figures_equal_to_the_api(tmp_path, meta):
 
 
 def test_validate_builds_states_from_se_and_cell_type(tmp_path, meta):
-    table = meta.drop(columns=["CellState"])
-    src = tmp_path / "cells.tsv"
-    table.to_csv(src, sep="\t", index_label="cell")
+    src = _small_table(tmp_path, meta.drop(columns=["CellState"]))
     out = tmp_path / "r"
-    assert _validate([str(src), "--coords", "X", "Y", "--n-perm", "4", "--seed", "1", "--out", str(out)]) == 0
+    assert _validate([str(src), "--coords", "X", "Y", "--radius", "80", "--min-cells", "2", "--n-perm", "4",
+                      "--seed", "1", "--out", str(out)]) == 0
     z = pd.read_csv(out / "colocalization_zscores.tsv", sep="\t", index_col=0)
-    assert "SE3_Macrophage" in z.index
+    corner = pd.read_csv(src, sep="\t", index_col=0)
+    multi = corner.groupby("CellType")["SE"].nunique()
+    kept = corner[corner["CellType"].isin(multi.index[multi > 1])]
+    assert sorted(z.index) == sorted(set(kept["SE"] + "_" + kept["CellType"]))
 
 
-def test_validate_never_replaces_what_is_not_its_report(tmp_path):
+def _small_table(tmp_path: Path, meta: pd.DataFrame) -> Path:
+    """A corner of the fixture's field (few states: quick to draw)."""
+    corner = meta[(meta["X"] < 900) & (meta["Y"] < 900)]
+    src = tmp_path / "corner.tsv"
+    corner.to_csv(src, sep="\t", index_label="cell")
+    return src
+
+
+def test_validate_never_replaces_what_is_not_its_report(tmp_path, meta):
     out = tmp_path / "report"
-    args = [str(META), "--coords", "X", "Y", "--n-perm", "2", "--seed", "1", "--out", str(out)]
+    src = _small_table(tmp_path, meta)
+    args = [str(src), "--coords", "X", "Y", "--radius", "80", "--min-cells", "2", "--n-perm", "2", "--seed", "1",
+            "--out", str(out)]
     assert _validate(args) == 0
     before = (out / "report.json").read_text()
     assert _validate(args) == 2  # exists, no --force
@@ -135,7 +147,7 @@ def test_validate_never_replaces_what_is_not_its_report(tmp_path):
     (other / "notes.txt").write_text("keep me")
     assert _validate([*args[:-1], str(other), "--force"]) == 2
     assert (other / "notes.txt").read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "report"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corner.tsv", "mine", "report"]  # no temporary left
 
 
 def test_validate_bad_input_leaves_nothing(tmp_path, meta, capsys):

@@ -173,7 +173,7 @@ def colocalization_heatmap(
         vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
     n = len(order)
-    ax = _matrix_heatmap(z, ax, cmap, annotate, ".1f", -vmax, vmax, figsize or (2.5 + 0.16 * n, 1.5 + 0.16 * n),
+    ax = _matrix_heatmap(z, ax, cmap, annotate, ".1f", -vmax, vmax, figsize or (4.0 + 0.16 * n, 1.5 + 0.16 * n),
                          "z-score")
     tick = max(5, int(9 - n / 25))
     ax.tick_params(labelsize=tick)
@@ -195,7 +195,8 @@ def _outline_blocks(ax: Any, order: list[str], pvalues: Any, zscores: Any) -> No
                                linewidth=1.2))
         if isinstance(pvalues, pd.Series) and se in pvalues.index:
             z = f"z={float(zscores[se]):.1f}, " if isinstance(zscores, pd.Series) and se in zscores.index else ""
-            ax.text(end - 0.5 + 0.3, (start + end - 1) / 2, f"{se} ({z}p={float(pvalues[se]):.1e})",
+            # in the right margin, level with the block (inside the matrix it would cover cells)
+            ax.text(len(order) - 0.5 + 0.4, (start + end - 1) / 2, f"{se} ({z}p={float(pvalues[se]):.1e})",
                     va="center", ha="left", fontsize=6, clip_on=False)
         start = end
 

@@ -423,15 +423,13 @@ def _matrix_heatmap(m: pd.DataFrame, ax: Any, cmap: str, annotate: bool | None, 
     if annotate is None:
         annotate = n_rows * n_cols <= 400
     if annotate:
-        lo = np.nanmin(vals) if vmin is None else vmin
-        hi = np.nanmax(vals) if vmax is None else vmax
-        mid = (lo + hi) / 2
         for i in range(n_rows):
             for j in range(n_cols):
                 v = vals[i, j]
                 if np.isfinite(v):
+                    r, g, b, _ = im.cmap(im.norm(v))  # white text on dark cells, whatever the colour map
                     ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
-                            color="white" if v > mid else "black")
+                            color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     cb = ax.figure.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label(cbar_label)
     return ax
