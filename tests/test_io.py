@@ -221,6 +221,21 @@ def test_published_missing_or_partial(published_models_dir: Path, tmp_path) -> N
     assert "missing MERSCOPE_W_v1_B" not in msg
 
 
+def test_se_cellstates_rds_is_read_as_untrusted(published_models_dir: Path, tmp_path) -> None:
+    # SE_CellStates.rds is read when there is no SE_CellStates.txt
+    for p in published_models_dir.glob("MERSCOPE_W_v1_*.tsv"):
+        shutil.copy(p, tmp_path)
+    shutil.copy(published_models_dir / "SE_CellStates.rds", tmp_path)
+    post = load_published_models(tmp_path).params["postprocess"]
+    assert ["_".join(p) for p in post["se_cellstates"]] == read_lines(published_models_dir / "SE_CellStates.txt")
+    rds_bytes.write_rds(tmp_path / "SE_CellStates.rds", rds_bytes.i32(rds_bytes.BCODESXP, 1))
+    with pytest.raises(ValueError, match=r"cannot read .*SE_CellStates\.rds as an R \.rds file: .*byte code"):
+        load_published_models(tmp_path)
+    rds_bytes.write_rds(tmp_path / "SE_CellStates.rds", rds_bytes.real([1.0]))
+    with pytest.raises(ValueError, match=r"SE_CellStates\.rds: expected a character vector, got an R REAL object"):
+        load_published_models(tmp_path)
+
+
 def test_partial_directory_without_published_models(tmp_path) -> None:
     # Runs everywhere: an empty directory is reported with every expected file.
     with pytest.raises(PublishedModelsNotFoundError) as info:

@@ -534,8 +534,13 @@ def read_r_models(path_or_paths: PathLike | Sequence[PathLike], *, source: str |
 
 def _read_se_cellstates(path: Path) -> list[list[str]]:
     """SE_CellStates: ``SE01_Fibroblast`` per line (.txt) or a character vector (.rds)."""
-    if path.suffix == ".rds":
-        entries = [str(x) for x in np.asarray(_import_rdata().read_rds(path)).ravel()]
+    if path.suffix == ".rds":  # untrusted like the models: bounded, vectors only
+        parsed = _parse_rds_file(path)
+        _check_r_object(parsed.object, str(path))
+        if parsed.object.info.type.name != "STR":
+            raise ModelFileError(f"{path}: expected a character vector, got an R {parsed.object.info.type.name} object")
+        entries = ["NA" if x is None else x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                   for x in _r_strings(parsed.object)]
     else:
         entries = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     pairs = []
