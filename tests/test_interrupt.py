@@ -29,7 +29,11 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a su
 #: a loaded machine).
 LIMIT = 3.0
 
-_NMF_CHILD = """
+#: A child started from a non-interactive shell's background job inherits SIGINT ignored, and
+#: Python then installs no KeyboardInterrupt handler: restore it, as an interactive session has it.
+_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+_NMF_CHILD = _SIGINT + """
 import sys
 import numpy as np
 from ecorecover import _core
@@ -48,7 +52,7 @@ except KeyboardInterrupt:
 print("finished", flush=True)
 """
 
-_RECOVER_CHILD = """
+_RECOVER_CHILD = _SIGINT + """
 import sys
 import warnings
 import anndata
