@@ -135,7 +135,7 @@ def test_read_r_markers_rejects_other_structures(tmp_path, obj, match):
         ecorecover.read_r_markers(p)
 
 
-@pytest.mark.parametrize(("second_name", "match"), [("a", r"duplicated gene-set names \['a'\]"), ("", "element 2")],
+@pytest.mark.parametrize(("second_name", "match"), [("a", r"names gene-set name\(s\) \['a'\] more than once"), ("", "element 2")],
                          ids=["duplicated", "empty"])
 def test_read_r_markers_rejects_duplicated_or_missing_names(tmp_path, second_name, match):
     # names(x) <- c("a", "a") or c("a", ""): R writes such names as they are

@@ -285,7 +285,7 @@ def test_loocv_arguments(small):
         loocv(small.obs)
     obs_missing = small.copy()
     obs_missing.obs.loc[obs_missing.obs.index[0], "SE"] = np.nan
-    with pytest.raises(ValueError, match="missing value"):
+    with pytest.raises(ValueError, match="missing label"):
         loocv(obs_missing)
 
 

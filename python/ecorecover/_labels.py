@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MixedLabelTypesError", "check_label_types"]
+__all__ = ["MixedLabelTypesError", "check_label_types", "label_column"]
 
 
 class MixedLabelTypesError(ValueError):
@@ -55,3 +55,37 @@ def check_label_types(values: Any, what: str, fix: str = "make the labels one ty
                 f"{what} mixes label types: {seen[1]!r} ({seen[0]}) and {v!r} ({kind}) would both become the label "
                 f"{text!r}. Labels that differ must stay distinct: {fix}"
             )
+
+
+def label_column(
+    obs: pd.DataFrame,
+    key: str,
+    what: str,
+    *,
+    column_error: type[Exception] = KeyError,
+    error: type[ValueError] = ValueError,
+    missing_hint: str = "drop or label those cells first",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column ``key`` of ``obs`` as text labels, and the mask of its missing values.
+
+    Raises ``column_error`` when ``key`` is not a column (``TypeError`` when it is not a string),
+    ``error`` when labels that differ as written would merge (:func:`check_label_types`) and, when
+    ``missing_hint`` is not None, when a label is missing (the message ends with the hint; with
+    ``missing_hint=None`` the caller handles the mask: missing values come back as None).
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a column name (a string), got {type(key).__name__}")
+    if key not in obs.columns:
+        raise column_error(f"{what}={key!r} is not a column of the cell metadata (columns: {list(obs.columns)[:20]})")
+    col = obs[key]
+    missing = col.isna().to_numpy()
+    if missing.any() and missing_hint is not None:
+        first = obs.index[int(np.argmax(missing))]
+        raise error(f"{what}={key!r} has {int(missing.sum())} missing label(s), first for cell {first!r}; {missing_hint}")
+    check_label_types(col[~missing], f"{what}={key!r}",
+                      f"e.g. obs[{key!r}] = obs[{key!r}].astype(str) if they are the same label", error)
+    if not missing.any():
+        return col.astype(str).to_numpy(dtype=object), missing
+    out = col.astype(object).astype(str).to_numpy(dtype=object)
+    out[missing] = None
+    return out, missing

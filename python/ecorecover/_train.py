@@ -37,7 +37,7 @@ from scipy.stats import rankdata
 from . import preprocessing as _pp
 from ._aggregate import _aggregate
 from ._collate import collate_sorted
-from ._labels import check_label_types
+from ._labels import label_column
 from ._input_data import check_nonnegative, select_matrix
 from ._validation import as_float_matrix, resolve_n_jobs
 from .model import RecoveryModel
@@ -342,28 +342,16 @@ def _label_column(obs: pd.DataFrame, key: str, what: str, *, na_label: str | Non
     then they become ``na_label`` with a :class:`MissingLabelWarning` (R's NMFGenerateWList
     maps a missing SE to ``"nonSE"``). Labels that differ as written but have the same text
     (``1`` and ``"1"``) raise rather than merge (:func:`ecorecover._labels.check_label_types`)."""
-    if not isinstance(key, str):
-        raise TypeError(f"{what} must be a column name (str), got {type(key).__name__}")
-    if key not in obs.columns:
-        raise KeyError(f"{what}={key!r} is not a column of the cell metadata (columns: {list(obs.columns)})")
-    col = obs[key]
-    missing = col.isna().to_numpy()
+    out, missing = label_column(obs, key, what, error=TrainingInputError,
+                                missing_hint=None if na_label is not None else "drop or label those cells first")
     if missing.any():
-        first = obs.index[np.argmax(missing)]
-        if na_label is None:
-            raise TrainingInputError(f"{what}={key!r} has {int(missing.sum())} missing label(s), first for cell {first!r}")
         warnings.warn(
-            f"{what}={key!r} has {int(missing.sum())} missing label(s) (first for cell {first!r}); they are "
-            f"labelled {na_label!r}, as R SpatialEcoTyper does",
+            f"{what}={key!r} has {int(missing.sum())} missing label(s) (first for cell {obs.index[np.argmax(missing)]!r}); "
+            f"they are labelled {na_label!r}, as R SpatialEcoTyper does",
             MissingLabelWarning,
             stacklevel=5,
         )
-    check_label_types(col[~missing], f"{what}={key!r}", f"e.g. obs[{key!r}] = obs[{key!r}].astype(str) if they are the same label",
-                      TrainingInputError)
-    if not missing.any():
-        return col.astype(str).to_numpy(dtype=object)
-    out = col.astype(object).astype(str).to_numpy(dtype=object)
-    out[missing] = na_label
+        out[missing] = na_label
     return out
 
 

@@ -413,13 +413,7 @@ def _read_rds(path: Path) -> dict[str | None, pd.DataFrame]:
         if b"data.frame" not in classes and "data.frame" not in classes:
             names = [None if x is None else x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
                      for x in _r_strings(attrs["names"])] if "names" in attrs else []
-            if not names:
-                raise ModelFileError(f"{path}: holds an unnamed list; a list of W matrices must be named by cell type")
-            if any(not n for n in names):
-                raise ModelFileError(f"{path}: the list has unnamed elements; elements must be named by cell type")
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ModelFileError(f"{path}: the list names cell type(s) {dup} more than once")
+            check_list_names(names, path, "W matrices", "cell type", ModelFileError)
     try:
         obj = rdata.conversion.convert(parsed)
     except Exception as exc:  # noqa: BLE001
@@ -443,6 +437,20 @@ def _directory_files(directory: Path) -> list[Path]:
         by_ct.setdefault(_cell_type_from_name(p), {})[_suffix(p)] = p
     order = [".rds", ".tsv", ".tsv.gz"] if _has_rdata() else [".tsv", ".tsv.gz", ".rds"]
     return [next(by_ct[ct][s] for s in order if s in by_ct[ct]) for ct in collate_sorted(by_ct)]
+
+
+def check_list_names(names: Sequence[str | None], path: Any, items: str, name: str,
+                     error: type[ValueError] = ModelFileError) -> None:
+    """The names of an R list read from ``path`` (a list of ``items``, each named by a ``name``):
+    present, none empty, none repeated; else ``error`` naming the file and the problem."""
+    if not names:
+        raise error(f"{path}: holds an unnamed list; a list of {items} must be named by {name}")
+    blank = [i for i, n in enumerate(names) if not n]
+    if blank:
+        raise error(f"{path}: the list has unnamed elements (element {blank[0] + 1}); each must be named by {name}")
+    dup = sorted({n for n in names if n is not None and names.count(n) > 1})
+    if dup:
+        raise error(f"{path}: the list names {name}(s) {dup} more than once")
 
 
 def read_r_models(path_or_paths: PathLike | Sequence[PathLike], *, source: str | None = None) -> RecoveryModel:

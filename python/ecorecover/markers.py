@@ -65,7 +65,7 @@ def _r_attribute(obj: Any, key: str) -> Any:
 def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
     """Parse an .rds with the model readers' guards; return the top-level list's names and the
     converted object. Refuses anything but a list with unique, non-empty names."""
-    from .io import _check_r_object, _import_rdata, _parse_rds_file
+    from .io import _check_r_object, _import_rdata, _parse_rds_file, check_list_names
 
     rdata = _import_rdata()
     # size limits, decompression-bomb guard, and the model reader's bounded parser (declared
@@ -83,13 +83,7 @@ def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
         raise ValueError(f"{p}: {len(raw)} names for {len(top.value)} gene sets")
     if not top.value:
         raise ValueError(f"{p}: the list of gene sets is empty")
-    if not names:
-        raise ValueError(f"{p}: expected a named list of character vectors (gene sets), got an unnamed list")
-    if any(not n for n in names):
-        raise ValueError(f"{p}: every gene set must be named; element {names.index('') + 1} is not")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"{p}: duplicated gene-set names {dup}")
+    check_list_names(names, p, "gene sets (character vectors)", "gene-set name", ValueError)
     try:
         return names, rdata.conversion.convert(parsed)
     except Exception as exc:  # noqa: BLE001

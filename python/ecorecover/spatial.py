@@ -43,7 +43,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from . import _collate, _core
-from ._labels import check_label_types
+from ._labels import label_column
 from ._validation import resolve_n_jobs
 
 __all__ = [
@@ -195,20 +195,7 @@ def _coordinates(data: Any, coords: Any = None) -> np.ndarray:
 
 
 def _labels(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
-    if not isinstance(key, str):
-        raise TypeError(f"{what} must be a column name (a string), got {type(key).__name__}")
-    if key not in obs.columns:
-        raise SpatialColumnError(f"{what}={key!r} is not a column of the cell metadata (columns: {list(obs.columns)[:20]})")
-    col = obs[key]
-    missing = col.isna().to_numpy()
-    if missing.any():
-        first = obs.index[int(np.argmax(missing))]
-        raise SpatialInputError(
-            f"column {key!r} ({what}) has {int(missing.sum())} missing label(s), first at cell {first!r}; "
-            "drop or label those cells first"
-        )
-    check_label_types(col, f"{what}={key!r}", error=SpatialInputError)
-    return col.astype(str).to_numpy(dtype=object)
+    return label_column(obs, key, what, column_error=SpatialColumnError, error=SpatialInputError)[0]
 
 
 def _codes(values: np.ndarray, order: list[str]) -> np.ndarray:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from . import _collate
 from ._input_data import check_nonnegative, check_writable, record_written, select_matrix
-from ._labels import check_label_types
+from ._labels import label_column
 from ._train import TrainingInputError, train
 from ._validation import resolve_n_jobs
 from .rng import RRandom
@@ -141,17 +141,7 @@ class _Split:
 
 
 def _labels(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
-    if key not in obs.columns:
-        raise KeyError(f"{what}={key!r} is not a column of adata.obs (columns: {list(obs.columns)})")
-    col = obs[key]
-    missing = col.isna().to_numpy()
-    if missing.any():
-        raise ValueError(
-            f"adata.obs[{key!r}] has {int(missing.sum())} missing value(s) (first at cell {obs.index[np.argmax(missing)]!r}); "
-            "every cell needs a label for cross-validation"
-        )
-    check_label_types(col, f"{what}={key!r}", f"e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str) if they are the same label")
-    return col.astype(str).to_numpy(dtype=object)
+    return label_column(obs, key, what, missing_hint="every cell needs a label for cross-validation")[0]
 
 
 def _resolve_seeds(repeats: int | None, seed: int, seeds: Sequence[int] | None) -> list[int]:
