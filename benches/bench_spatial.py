@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -197,9 +198,13 @@ def run(phase: str, args: dict[str, Any], python: str, *, max_load: float, wait:
     out = RESULTS_DIR / f".phase-{phase}-{os.getpid()}.json"
     out.unlink(missing_ok=True)
     cmd = [python, str(Path(__file__)), "--worker", phase, json.dumps(args), str(out)]
+    # A session of its own, so that a timeout also stops the phase's worker processes (joblib).
+    proc = subprocess.Popen(cmd, cwd=str(HERE), start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=str(HERE), timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         return {"phase": phase, "skipped": f"stopped after {timeout:.0f} s", "load_before": load0, "load_after": loadavg()}
     if proc.returncode != 0 or not out.exists():
         return {"phase": phase, "skipped": f"failed (exit code {proc.returncode})", "load_before": load0,
@@ -224,6 +229,10 @@ def main() -> None:
     p.add_argument("--peer-max-cells", type=int, default=200_000,
                    help="run squidpy only up to this many cells (default 200,000: at 1M it takes too long)")
     p.add_argument("--peer-timeout", type=float, default=1800.0, help="stop a squidpy phase after this many seconds")
+    p.add_argument("--peer-jobs", type=int, default=None,
+                   help="n_jobs for squidpy (default: the core count; squidpy 1.8's nhood_enrichment fails "
+                   "with n_jobs > 1 once joblib memory-maps its inputs read-only, scverse/squidpy#867)")
+    p.add_argument("--phases", nargs="+", choices=sorted(PHASES), help="run only these phases")
     p.add_argument("--squidpy-python", default=os.environ.get("ECORECOVER_BENCH_SQUIDPY_PYTHON", sys.executable),
                    help="interpreter with squidpy installed (default: this one)")
     p.add_argument("--max-load", type=float, default=n_cores() / 2)
@@ -242,13 +251,17 @@ def main() -> None:
         todo = [("eco_coloc", sys.executable), ("eco_moran", sys.executable)]
         if have_sq and n <= a.peer_max_cells:
             todo += [("sq_nhood", a.squidpy_python), ("sq_moran", a.squidpy_python)]
+        if a.phases:
+            todo = [t for t in todo if t[0] in a.phases]
         elif have_sq:
             log(f"squidpy SKIPPED at {n:,} cells (> --peer-max-cells {a.peer_max_cells:,}: it would take too long)")
         for phase, py in todo:
-            log(f"{phase}: {n:,} cells, {a.n_perm} permutations, {jobs} threads")
-            r = run(phase, args, py, max_load=a.max_load, wait=a.wait,
+            pargs = {**args, "n_jobs": a.peer_jobs} if phase.startswith("sq") and a.peer_jobs else args
+            log(f"{phase}: {n:,} cells, {a.n_perm} permutations, n_jobs {pargs['n_jobs']}")
+            r = run(phase, pargs, py, max_load=a.max_load, wait=a.wait,
                     timeout=a.peer_timeout if phase.startswith("sq") else None)
             r["cells"] = n
+            r["n_jobs"] = pargs["n_jobs"]
             results.append(r)
             extra = f"{r['edges']:,} edges" if "edges" in r else ""
             if "graph" in r:
