@@ -164,7 +164,7 @@ def test_read_r_markers_rejects_non_rds_and_missing_files(tmp_path):
 def test_bad_input_is_named(adata):
     with pytest.raises(KeyError, match="'Cluster' is not a column of adata.obs"):
         ecorecover.marker_expression(adata, groupby="Cluster", genesets=CUSTOM)
-    with pytest.raises(KeyError, match="not in adata.layers"):
+    with pytest.raises(KeyError, match="is not a layer of adata"):
         ecorecover.marker_expression(adata, genesets=CUSTOM, layer="nope")
     with pytest.raises(ValueError, match="genesets is empty"):
         ecorecover.marker_expression(adata, genesets={})

@@ -191,5 +191,5 @@ def test_bad_counts_and_groups_are_named(adata):
         ecorecover.pseudobulks(df.to_numpy(), groups, seed=1)
     with pytest.raises(KeyError, match="not a column of adata.obs"):
         ecorecover.pseudobulks(adata, "no_such_column", seed=1, layer="counts")
-    with pytest.raises(KeyError, match="not in adata.layers"):
+    with pytest.raises(KeyError, match="is not a layer of adata"):
         ecorecover.pseudobulks(adata, "SE", seed=1, layer="raw")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["MatrixSource", "select_matrix", "negative_values_error", "check_nonnegative"]
+__all__ = ["MatrixSource", "select_matrix", "negative_values_error", "check_nonnegative", "layer_names"]
 
 
 @dataclass
@@ -52,7 +52,7 @@ def select_matrix(adata: Any, *, layer: str | None = None, use_raw: bool = False
         if not isinstance(layer, str):
             raise TypeError(f"layer must be the name of a layer (a string), got {type(layer).__name__}")
         if layer not in adata.layers:
-            raise KeyError(f"layer={layer!r} is not a layer of adata (layers: {list(adata.layers.keys())})")
+            raise KeyError(f"layer={layer!r} is not a layer of adata (layers: {layer_names(adata)})")
         x = adata.layers[layer]
         where = f"adata.layers[{layer!r}]"
     else:
@@ -68,7 +68,7 @@ def _alternatives(src: MatrixSource) -> str:
     a = src.adata
     if a is not None and getattr(a, "raw", None) is not None and src.where != "adata.raw.X":
         tips.append(f"adata.raw ({a.raw.n_vars} genes): pass use_raw=True")
-    layers = [k for k in (a.layers.keys() if a is not None else []) if f"[{k!r}]" not in src.where]
+    layers = [k for k in (layer_names(a) if a is not None else []) if f"[{k!r}]" not in src.where]
     if layers:
         tips.append(f"a layer: pass layer= one of {layers[:8]}")
     tips.append("or log-normalise the counts (ecorecover.preprocessing.log_normalize)")
@@ -160,3 +160,8 @@ def record_written(adata: Any, targets: list[tuple[str, str]]) -> None:
     rec = dict(rec) if isinstance(rec, dict) else {}
     rec["written_keys"] = {s: sorted(v) for s, v in written.items()}
     adata.uns[RECORD] = rec
+
+
+def layer_names(adata: Any) -> list[str]:
+    """The named layers of ``adata`` (anndata >= 0.12 also lists ``None``, an alias of X)."""
+    return [k for k in adata.layers.keys() if k is not None]

@@ -407,7 +407,9 @@ def _check_matrix_options(adata: Any, args: argparse.Namespace, func: Any) -> No
 def _check_layer(adata: Any, layer: str | None, data: str) -> None:
     if layer is None:
         return
-    have = list(adata.layers.keys())
+    from ._input_data import layer_names
+
+    have = layer_names(adata)
     if layer not in have:
         raise CLIError(f"{data}: no layer {layer!r} for --layer (layers: {', '.join(map(str, have[:12])) or 'none'})")
 

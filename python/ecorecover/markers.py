@@ -123,9 +123,9 @@ def _check_genesets(genesets: Any) -> dict[str, list[str]]:
 def _expression(adata: Any, layer: str | None) -> Any:
     if not (hasattr(adata, "obs_names") and hasattr(adata, "var_names")):
         raise TypeError(f"adata must be an AnnData (cells x genes), got {type(adata).__name__}")
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(f"layer {layer!r} is not in adata.layers (layers: {list(adata.layers.keys())})")
-    x = as_float_matrix(adata.X if layer is None else adata.layers[layer], "expression", allow_sparse=True)
+    from ._input_data import select_matrix
+
+    x = as_float_matrix(select_matrix(adata, layer=layer).x, "expression", allow_sparse=True)
     neg = (x.data < 0).any() if sp.issparse(x) else (x < 0).any()
     if neg:
         raise ValueError(

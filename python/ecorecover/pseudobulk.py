@@ -48,12 +48,9 @@ def _counts_cells_by_genes(counts: Any, layer: str | None) -> tuple[Any, list[st
             x = counts.to_numpy().T
         genes, cells = [str(g) for g in counts.index], [str(c) for c in counts.columns]
     elif hasattr(counts, "obs_names") and hasattr(counts, "var_names"):  # AnnData: cells x genes
-        if layer is None:
-            x = counts.X
-        elif layer in counts.layers:
-            x = counts.layers[layer]
-        else:
-            raise KeyError(f"layer {layer!r} is not in adata.layers (layers: {list(counts.layers.keys())})")
+        from ._input_data import select_matrix
+
+        x = select_matrix(counts, layer=layer).x
         genes, cells = [str(g) for g in counts.var_names], [str(c) for c in counts.obs_names]
     else:
         raise TypeError(
