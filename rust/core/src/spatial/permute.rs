@@ -54,6 +54,8 @@ pub struct GroupPermuter {
     /// `labels[cells[t]]`: each group's labels side by side, so a draw touches only its group's
     /// block (cache-resident) instead of the whole label vector.
     grouped: Vec<u32>,
+    /// The largest label.
+    max_label: u32,
     /// Fisher-Yates buffer, reused across draws.
     work: Vec<u32>,
 }
@@ -90,7 +92,8 @@ impl GroupPermuter {
         }
         let grouped = cells.iter().map(|&c| labels[c as usize]).collect();
         let max = size.iter().copied().max().unwrap_or(0);
-        Ok(GroupPermuter { labels, cells, bounds, grouped, work: vec![0; max] })
+        let max_label = labels.iter().copied().max().unwrap_or(0);
+        Ok(GroupPermuter { labels, cells, bounds, grouped, max_label, work: vec![0; max] })
     }
 
     /// The unpermuted labels.
@@ -100,7 +103,7 @@ impl GroupPermuter {
 
     /// The largest label code (0 without cells).
     pub fn max_label(&self) -> u32 {
-        self.labels.iter().copied().max().unwrap_or(0)
+        self.max_label
     }
 
     /// One permutation: for each group in order, `x[sample.int(n_g)]`, written into `out`.
@@ -108,9 +111,12 @@ impl GroupPermuter {
     /// R's `sample.int(n, n)` is a partial Fisher-Yates shuffle of the indices `0..n` (never
     /// the hash path for `k = n`); shuffling the group's labels in place of their indices,
     /// with the same swaps, yields the same labels in the same places. Indices come from
-    /// [`RRandom::unif_index_u32`], R's `R_unif_index` on integers. Every label must fit `L`
-    /// (see [`Self::max_label`]).
+    /// [`RRandom::unif_index_u32`], R's `R_unif_index` on integers.
+    ///
+    /// # Panics
+    /// If a label does not fit `L` (see [`Self::max_label`]).
     pub fn draw<L: Label>(&mut self, rng: &mut RRandom, out: &mut Vec<L>) {
+        assert!(self.max_label <= L::MAX, "label {} does not fit the label type", self.max_label);
         // Every cell is in exactly one group, so every entry is overwritten below.
         out.resize(self.labels.len(), L::default());
         for w in self.bounds.windows(2) {
@@ -301,6 +307,14 @@ mod tests {
         let labels: Vec<u32> = (0..n).map(|i| (i % 300) as u32).collect();
         let group: Vec<u32> = (0..n).map(|i| u32::from(i % 5 == 0) + u32::from(i % 7 == 0)).collect();
         check_draws::<u16>(&labels, &group, 11, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn draw_refuses_a_label_type_too_narrow() {
+        let mut p = GroupPermuter::new(vec![0, 256], &[0, 0]).unwrap();
+        let mut out: Vec<u8> = Vec::new();
+        p.draw(&mut RRandom::new(1), &mut out);
     }
 
     /// Moments of `n` permutations by the plain path, one after another.
