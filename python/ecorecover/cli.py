@@ -1,4 +1,4 @@
-"""The ``ecorecover`` command line: train, aggregate, recover, inspect, demo.
+"""The ``ecorecover`` command line: train, aggregate, recover, inspect, demo, validate.
 
 Every output file is written atomically (temporary file + rename; removed on errors and SIGTERM)
 and is never overwritten without ``--force``; a symlink, device, fifo or directory is never
