@@ -4,7 +4,7 @@
 
 use ecorecover_core::rng::RRandom;
 use ecorecover_core::spatial::{
-    coassociation_zscores, knn_graph, Colocalization, GroupPermuter, Moran, PermutationTest,
+    coassociation_zscores, knn_graph, Colocalization, GroupPermuter, Moran, PermutationTest, Statistic,
 };
 use ecorecover_core::CoreError;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -41,6 +41,24 @@ fn cells<'a>(
         return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
     }
     Ok((x, y, labels, groups))
+}
+
+/// Draw and evaluate `n` more permutations of `test`, without the GIL.
+fn run_permutations<S: Statistic + Send>(
+    test: &mut PermutationTest<S>,
+    py: Python<'_>,
+    n: usize,
+    n_threads: Option<usize>,
+) -> PyResult<()> {
+    enter(py, n_threads, move || {
+        test.run(n);
+        Ok::<_, CoreError>(())
+    })
+}
+
+/// (mean, sd) of `test`'s statistic over the permutations so far.
+fn moments<'py, S: Statistic>(test: &PermutationTest<S>, py: Python<'py>) -> Pair<'py> {
+    (test.moments.mean.clone().into_pyarray(py), test.moments.sd().into_pyarray(py))
 }
 
 /// The colocalization index of cell states with R's within-group permutations.
@@ -104,16 +122,12 @@ impl ColocalizationTest {
     /// Draw and evaluate `n` more permutations.
     #[pyo3(signature = (n, n_threads=None))]
     fn run(&mut self, py: Python<'_>, n: usize, n_threads: Option<usize>) -> PyResult<()> {
-        let inner = &mut self.inner;
-        enter(py, n_threads, move || {
-            inner.run(n);
-            Ok::<_, CoreError>(())
-        })
+        run_permutations(&mut self.inner, py, n, n_threads)
     }
 
     /// (mean, sd) over the permutations so far, row-major `S x S` (NaN propagates).
     fn moments<'py>(&self, py: Python<'py>) -> Pair<'py> {
-        (self.inner.moments.mean.clone().into_pyarray(py), self.inner.moments.sd().into_pyarray(py))
+        moments(&self.inner, py)
     }
 
     /// R's `CoassociationTest` on `z` (row-major `S x S`), continuing this generator.
@@ -177,17 +191,15 @@ impl MoranTest {
         self.inner.moments.count
     }
 
+    /// Draw and evaluate `n` more permutations.
     #[pyo3(signature = (n, n_threads=None))]
     fn run(&mut self, py: Python<'_>, n: usize, n_threads: Option<usize>) -> PyResult<()> {
-        let inner = &mut self.inner;
-        enter(py, n_threads, move || {
-            inner.run(n);
-            Ok::<_, CoreError>(())
-        })
+        run_permutations(&mut self.inner, py, n, n_threads)
     }
 
+    /// (mean, sd) of Moran's I per label over the permutations so far.
     fn moments<'py>(&self, py: Python<'py>) -> Pair<'py> {
-        (self.inner.moments.mean.clone().into_pyarray(py), self.inner.moments.sd().into_pyarray(py))
+        moments(&self.inner, py)
     }
 }
 
