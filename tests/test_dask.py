@@ -24,11 +24,10 @@ from ecorecover._recover import RecoveryWarning, recover
 from ecorecover._train import _TRAIN_DEFAULTS, SkippedCellTypeWarning, _train
 from ecorecover.preprocessing import RawCountWarning
 
-distributed = pytest.importorskip(
-    "distributed", reason="dask.distributed is not installed (pip install 'ecorecover[dask]')"
-)
-da = pytest.importorskip("dask.array", reason="dask is not installed (pip install 'ecorecover[dask]')")
-import ecorecover.dask as edask  # noqa: E402
+import dask.array as da  # the [test] extra brings dask[distributed]
+import distributed
+
+import ecorecover.dask as edask
 
 TRAIN_TYPES = ["B", "CD4T", "CD8T", "DC", "Endothelial", "Fibroblast", "Macrophage", "NK", "Plasma"]
 BLOCK = 512  # rows per block on the cluster: the fixture's 3834 cells make 8 blocks

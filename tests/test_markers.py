@@ -106,7 +106,6 @@ def test_nonse_group_is_dropped(adata):
 
 # -- read_r_markers (.rds files built by tests/rds_bytes.py: no .rds writer needed) ---------------
 def _write(tmp_path: Path, obj: bytes, name: str = "sets.rds") -> Path:
-    pytest.importorskip("rdata")  # reading .rds needs it (any version)
     return rds_bytes.write_rds(tmp_path / name, obj)
 
 
@@ -151,7 +150,6 @@ def test_read_r_markers_refuses_byte_code(tmp_path):
 
 
 def test_read_r_markers_rejects_non_rds_and_missing_files(tmp_path):
-    pytest.importorskip("rdata")
     bad = tmp_path / "bad.rds"
     bad.write_bytes(b"not an R file at all\x00\x01")
     with pytest.raises(ValueError, match="cannot read .* as an R .rds file"):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import read_matrix, read_table
 
-matplotlib = pytest.importorskip("matplotlib")
+import matplotlib
 matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -116,7 +116,7 @@ def test_scores_heatmap_subsample_and_anndata(recovered, tmp_path):
     _png(ax, tmp_path, "scores_sub")
     assert np.asarray(ax.images[0].get_array()).shape[1] == 500
     assert set(_ticklabels(ax.get_xticklabels())) <= set(recovered["CellType"])
-    anndata = pytest.importorskip("anndata")
+    import anndata
     se_cols = list(recovered.columns[4:])
     a = anndata.AnnData(obs=recovered[["CellType", "SE"]].rename(columns={"SE": "pred"}))
     a.obsm["pred_scores"] = recovered[se_cols]

@@ -92,7 +92,7 @@ def test_colocalization_random_seed_is_recorded_and_reproduces(meta):
 
 
 def test_colocalization_reads_anndata_obsm(meta):
-    ad = pytest.importorskip("anndata")
+    import anndata as ad
     obs = meta.drop(columns=["X", "Y"])
     adata = ad.AnnData(obs=obs)
     adata.obsm["spatial"] = meta[["X", "Y"]].to_numpy()

@@ -16,7 +16,7 @@ from ecorecover.cli import main
 
 from conftest import FIXTURES, read_matrix
 
-matplotlib = pytest.importorskip("matplotlib")
+import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
@@ -160,7 +160,7 @@ def test_validate_bad_input_leaves_nothing(tmp_path, meta, capsys):
 
 
 def test_validate_markers_from_an_h5ad(tmp_path, meta, published_models_dir):
-    ad = pytest.importorskip("anndata")
+    import anndata as ad
     counts = pd.read_csv(FIXTURES / "spatial" / "input" / "counts.tsv.gz", sep="\t", index_col=0)
     adata = ad.AnnData(X=ecorecover.preprocessing.log_normalize(counts.T.to_numpy(dtype=float)),
                        obs=meta.loc[counts.columns], var=pd.DataFrame(index=counts.index))

@@ -130,7 +130,7 @@ def test_scaled_input_accepted(dc, models, sim, tmp_path):
     with pytest.raises(ValueError, match="pass one of them"):
         recover(a, models, layer="lognorm", use_raw=True, progress=False)
     # Matrices streamed in blocks (a dask array, a backed file) are refused in the first pass.
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
     lazy = ad.AnnData(da.from_array(np.asarray(a.X), chunks=(40, 250)), obs=a.obs.copy(), var=a.var.copy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RecoveryWarning)
@@ -159,7 +159,6 @@ def test_scaled_input_accepted(dc, models, sim, tmp_path):
 
 
 def test_unscored_cells_look_scored(dc, models):
-    pytest.importorskip("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -242,7 +241,7 @@ def test_logging_and_progress_labels(dc, models, caplog, monkeypatch):
 def test_pbmc68k_reduced_scaled_refused_and_raw_recovers(published_models_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc = pytest.importorskip("scanpy")
+        import scanpy as sc
         a = sc.datasets.pbmc68k_reduced()  # ships inside scanpy: X after sc.pp.scale, log-normalised data in raw
     from ecorecover.io import load_published_models
 
