@@ -123,15 +123,12 @@ def _check_genesets(genesets: Any) -> dict[str, list[str]]:
 def _expression(adata: Any, layer: str | None) -> Any:
     if not (hasattr(adata, "obs_names") and hasattr(adata, "var_names")):
         raise TypeError(f"adata must be an AnnData (cells x genes), got {type(adata).__name__}")
-    from ._input_data import select_matrix
+    from ._input_data import check_nonnegative, select_matrix
 
-    x = as_float_matrix(select_matrix(adata, layer=layer).x, "expression", allow_sparse=True)
-    neg = (x.data < 0).any() if sp.issparse(x) else (x < 0).any()
-    if neg:
-        raise ValueError(
-            "marker_expression needs log-normalised expression (non-negative, e.g. "
-            "ecorecover.preprocessing.log_normalize); the matrix holds negative values (scaled data?)"
-        )
+    src = select_matrix(adata, layer=layer)
+    x = as_float_matrix(src.x, "expression", allow_sparse=True)
+    # the one refusal of scaled data (names the cell and gene, and where log-normalised data usually are)
+    check_nonnegative(src, x, [str(c) for c in adata.obs_names], [str(g) for g in adata.var_names])
     if looks_like_raw_counts(x):
         raise ValueError(
             "the expression looks like raw counts (max > 80); marker_expression needs log-normalised data "
