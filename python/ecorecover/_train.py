@@ -934,7 +934,7 @@ def _fit_all(
             return {c: _run(p, seed=seeds[r], stream=streams[r][c], **run_kw) for c, p in prepared.items()}
 
         if client is not None:  # the (run, cell type) pairs as tasks on a Dask cluster
-            from .dask import _train_runs
+            from .dask.training import _train_runs
 
             runs = _train_runs(client, prepared, seeds, run_kw, progress, streams=streams) if prepared else runs
         elif len(seeds) == 1:  # session_seed: the streams are known, so the cell types run in parallel
