@@ -15,7 +15,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from . import nmf, pl, preprocessing, rng, spatial  # noqa: E402
+from . import errors, nmf, pl, preprocessing, rng, spatial  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
 from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
 from ._versions import show_versions  # noqa: E402
@@ -40,6 +40,7 @@ __all__ = [
     "TrainingInputError",
     "aggregate",
     "deconvolve",
+    "errors",
     "loocv",
     "metrics",
     "nmf_predict",

@@ -10,29 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _naming
 from ._collate import sort_key
 from .model import RecoveryModel
 
 __all__ = ["aggregate", "AggregateWarning"]
 
-_POS, _NEG = "__pos", "__neg"
-
-
 class AggregateWarning(UserWarning):
     """Something in the ensemble differs from R (entries no run has, which R leaves NaN)."""
-
-
-def _gene_of(feature: str) -> str:
-    """The gene of a feature: the ``__pos`` / ``__neg`` suffix removed.
-
-    R cuts the name at the first ``_`` instead, so a gene whose name contains ``_`` (e.g.
-    ``HLA_DRA``) becomes ``HLA`` and its rows come out all NaN in R; here it keeps its name
-    (a documented divergence; identical for gene names without ``_``).
-    """
-    for suf in (_POS, _NEG):
-        if feature.endswith(suf):
-            return feature[: -len(suf)]
-    return feature
 
 
 def _as_frames(model: Any, i: int) -> Mapping[str, pd.DataFrame]:
@@ -71,7 +56,7 @@ def _aggregate_frames(
         for w in ws:
             values = w.to_numpy(dtype=np.float64)
             feats = [str(f) for f in w.index]
-            is_pos = np.array([f.endswith(_POS) for f in feats])
+            is_pos = np.array([_naming.is_pos(f) for f in feats])
             if is_pos.any():
                 plain = False
             else:  # features without posneg: each row is its own gene
@@ -83,13 +68,16 @@ def _aggregate_frames(
             delta = values - second[:, None]
             for a, se in enumerate(w.columns):
                 hit = np.flatnonzero(is_pos & (delta[:, a] > delta_threshold))
-                for gene in dict.fromkeys(_gene_of(feats[i]) for i in hit):
+                # The gene of a feature, suffix removed. R cuts the name at the first ``_`` instead,
+                # so a gene whose name contains ``_`` (e.g. ``HLA_DRA``) becomes ``HLA`` and its
+                # rows come out all NaN in R; here it keeps its name (a documented divergence).
+                for gene in _naming.model_genes(feats[i] for i in hit):
                     key = (str(se), gene)
                     counts[key] = counts.get(key, 0) + 1
         # dplyr count(SE, Gene): sorted by SE, then gene (R's collation); keep n / runs > fraction
         keys = sorted(counts, key=lambda t: (sort_key(t[0]), sort_key(t[1])))
         genes = list(dict.fromkeys(g for s, g in keys if counts[(s, g)] / n_runs > min_model_fraction))
-        rows = [g for g in genes] if plain else [g + _POS for g in genes] + [g + _NEG for g in genes]
+        rows = list(genes) if plain else _naming.feature_names(genes)
         ses = list(dict.fromkeys(str(se) for w in ws for se in w.columns))
         total = np.zeros((len(rows), len(ses)))
         n = np.zeros((len(rows), len(ses)))

@@ -73,15 +73,7 @@ _NON_SE = "NonSE"
 Mode = Literal["exact", "fast"]
 
 
-class RecoveryWarning(UserWarning):
-    """Something R's RecoverSE does silently: cells left unscored, model genes missing, ..."""
-
-
-class GeneMatchError(KeyError, ValueError):
-    """None of a model's genes were found in the data (identifier mismatch)."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
+from .errors import GeneMatchError, RecoveryWarning  # noqa: E402  (their home; re-exported here)
 
 
 # --------------------------------------------------------------------------------------------

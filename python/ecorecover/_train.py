@@ -64,16 +64,7 @@ _NA_SE = "nonSE"
 _MIN_SE_CELLS = 2
 
 
-class TrainingInputError(ValueError):
-    """The training input is inconsistent (labels, names, metadata or values)."""
-
-
-class SkippedCellTypeWarning(UserWarning):
-    """Some cell types get no model (too few SEs with enough cells); the message says why."""
-
-
-class MissingLabelWarning(UserWarning):
-    """Cells with a missing SE label were labelled ``"nonSE"`` (as R does)."""
+from .errors import MissingLabelWarning, SkippedCellTypeWarning, TrainingInputError  # noqa: E402  (re-exported)
 
 
 # --------------------------------------------------------------------------------------

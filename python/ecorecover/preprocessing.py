@@ -12,8 +12,9 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from . import _core
+from . import _core, _naming
 from ._validation import as_float_matrix, resolve_n_jobs
+from .errors import NonIntegerCountsWarning, RawCountWarning
 
 __all__ = [
     "RawCountWarning",
@@ -32,15 +33,6 @@ __all__ = [
 RAW_COUNT_MAX = 80.0
 
 ScaleMethod = Literal["sparse", "dense"]
-
-
-class RawCountWarning(UserWarning):
-    """The raw-count guard fired: the input looked like raw counts and got ``log2(x + 1)``."""
-
-
-class NonIntegerCountsWarning(UserWarning):
-    """:func:`log_normalize` got values that are not whole numbers: the data look normalised
-    (e.g. log-normalised) already, and normalising them again distorts them."""
 
 
 def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None = None) -> Any:
@@ -246,8 +238,7 @@ def posneg(x: Any) -> np.ndarray:
 
 def posneg_names(genes: Any) -> list[str]:
     """Feature names of :func:`posneg`: every ``GENE__pos``, then every ``GENE__neg``."""
-    genes = [str(g) for g in genes]
-    return [g + "__pos" for g in genes] + [g + "__neg" for g in genes]
+    return _naming.feature_names(genes)
 
 
 def zero_variance_mask(x: Any) -> np.ndarray:
