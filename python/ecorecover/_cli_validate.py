@@ -105,8 +105,8 @@ def _checks(data: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import numpy as np
 
     from . import spatial
-    from ._pl_spatial import colocalization_heatmap
-    from ._pl_spatial import spatial as spatial_plot
+    from .pl import colocalization_heatmap
+    from .pl import spatial as spatial_plot
 
     obs = _obs(data)
     coords = _coords(args)
@@ -141,7 +141,7 @@ def _markers(data: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if not hasattr(data, "X"):
         raise ValueError(f"{args.data}: --markers needs expression data (an .h5ad), not a metadata table")
     from . import marker_expression, read_r_markers
-    from ._pl_spatial import marker_heatmap
+    from .pl import marker_heatmap
 
     table = marker_expression(data, groupby=args.se_key, genesets=read_r_markers(args.markers), layer=args.layer)
     table.to_csv(out / "markers.tsv", sep="\t", index_label="geneset")

@@ -1,4 +1,4 @@
-"""Plots of the spatial validation of recovered SEs (re-exported by :mod:`ecorecover.pl`).
+"""Plots of the spatial validation of recovered SEs.
 
 - :func:`spatial`: cells in space, one colour per SE, NonSE grey, optionally one panel per sample.
 - :func:`colocalization_heatmap`: :func:`ecorecover.spatial.colocalization` z-scores between cell
@@ -9,13 +9,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from . import _collate
-from .pl import _axes, _colors, _matrix_heatmap, _pyplot
+from .. import _collate
+from .common import RGBA, colors, matrix_heatmap, new_axes, new_grid
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.lines import Line2D
 
 __all__ = ["spatial", "colocalization_heatmap", "marker_heatmap"]
 
@@ -24,7 +28,7 @@ _NO_SE = ("NonSE", "nonSE")
 
 
 def _table_and_xy(data: Any, coords: Any) -> tuple[pd.DataFrame, np.ndarray]:
-    from .spatial import _coordinates
+    from ..spatial import _coordinates
 
     obs = data.obs if hasattr(data, "obs") and not isinstance(data, pd.DataFrame) else data
     if not isinstance(obs, pd.DataFrame):
@@ -32,9 +36,9 @@ def _table_and_xy(data: Any, coords: Any) -> tuple[pd.DataFrame, np.ndarray]:
     return obs, _coordinates(data, coords)
 
 
-def _se_colours(labels: Sequence[str]) -> dict[str, Any]:
+def _se_colours(labels: Sequence[str] | np.ndarray) -> dict[str, RGBA]:
     ses = [s for s in _collate.collate_sorted(pd.unique(np.asarray(labels, dtype=object))) if s not in _NO_SE]
-    colours: dict[str, Any] = dict(zip(ses, _colors(len(ses))))
+    colours: dict[str, RGBA] = dict(zip(ses, colors(len(ses))))
     colours.update({s: (0.78, 0.78, 0.78, 1.0) for s in _NO_SE})
     return colours
 
@@ -47,9 +51,9 @@ def spatial(
     sample_key: str | None = None,
     point_size: float | None = None,
     ncols: int = 3,
-    ax: Any = None,
+    ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
-) -> Any:
+) -> Axes | np.ndarray:
     """Cells in space coloured by SE (NonSE grey, drawn first so SE cells stay visible).
 
     Parameters
@@ -79,7 +83,7 @@ def spatial(
     colours = _se_colours(labels)
     size = point_size if point_size is not None else float(np.clip(20000.0 / max(len(obs), 1), 0.2, 12.0))
     if sample_key is None:
-        ax = _axes(ax, figsize or (7.0, 6.0))
+        ax = new_axes(ax, figsize or (7.0, 6.0))
         _draw_cells(ax, xy, labels, colours, size)
         ax.legend(handles=_legend_handles(colours, labels), loc="center left", bbox_to_anchor=(1.0, 0.5),
                   frameon=False, fontsize=8, title=se_key)
@@ -91,9 +95,7 @@ def spatial(
     samples = _collate.collate_sorted(pd.unique(obs[sample_key].astype(str)))
     nrow = -(-len(samples) // ncols)
     ncol = min(ncols, len(samples))
-    plt = _pyplot()
-    fig, axes = plt.subplots(nrow, ncol, figsize=figsize or (4.5 * ncol + 1.5, 4.2 * nrow), squeeze=False,
-                             layout="constrained")
+    fig, axes = new_grid(nrow, ncol, figsize or (4.5 * ncol + 1.5, 4.2 * nrow))
     which = obs[sample_key].astype(str).to_numpy()
     for a, s in zip(axes.flat, samples):
         m = which == s
@@ -106,7 +108,7 @@ def spatial(
     return axes
 
 
-def _draw_cells(ax: Any, xy: np.ndarray, labels: np.ndarray, colours: dict[str, Any], size: float) -> None:
+def _draw_cells(ax: Axes, xy: np.ndarray, labels: np.ndarray, colours: dict[str, RGBA], size: float) -> None:
     order = [s for s in _NO_SE if s in colours] + [s for s in colours if s not in _NO_SE]
     for s in order:
         m = labels == s
@@ -117,7 +119,7 @@ def _draw_cells(ax: Any, xy: np.ndarray, labels: np.ndarray, colours: dict[str, 
     ax.set_yticks([])
 
 
-def _legend_handles(colours: dict[str, Any], labels: np.ndarray) -> list[Any]:
+def _legend_handles(colours: dict[str, RGBA], labels: np.ndarray) -> list[Line2D]:
     from matplotlib.lines import Line2D
 
     present = set(labels.tolist())
@@ -134,9 +136,9 @@ def colocalization_heatmap(
     cmap: str = "RdBu_r",
     vmax: float | None = None,
     annotate: bool = False,
-    ax: Any = None,
+    ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
-) -> Any:
+) -> Axes:
     """Heatmap of colocalization z-scores between cell states, states grouped by SE.
 
     The states of each SE (state names ``"<SE>_<CellType>"``) form a block on the diagonal,
@@ -173,8 +175,8 @@ def colocalization_heatmap(
         vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
     n = len(order)
-    ax = _matrix_heatmap(z, ax, cmap, annotate, ".1f", -vmax, vmax, figsize or (4.0 + 0.16 * n, 1.5 + 0.16 * n),
-                         "z-score")
+    ax = matrix_heatmap(z, ax, cmap, annotate, ".1f", -vmax, vmax, figsize or (4.0 + 0.16 * n, 1.5 + 0.16 * n),
+                        "z-score")
     tick = max(5, int(9 - n / 25))
     ax.tick_params(labelsize=tick)
     _outline_blocks(ax, order, getattr(result, "pvalues", None), getattr(result, "se_zscores", None))
@@ -182,7 +184,7 @@ def colocalization_heatmap(
     return ax
 
 
-def _outline_blocks(ax: Any, order: list[str], pvalues: Any, zscores: Any) -> None:
+def _outline_blocks(ax: Axes, order: list[str], pvalues: Any, zscores: Any) -> None:
     from matplotlib.patches import Rectangle
 
     start = 0
@@ -206,9 +208,9 @@ def marker_heatmap(
     *,
     cmap: str = "RdBu_r",
     annotate: bool | None = None,
-    ax: Any = None,
+    ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
-) -> Any:
+) -> Axes:
     """Heatmap of :func:`ecorecover.marker_expression` (gene sets x SEs, z-scored per gene set).
 
     Rows that are all NaN (gene sets with no gene in the data) are drawn blank.
@@ -222,8 +224,8 @@ def marker_heatmap(
     vals = table.to_numpy(dtype=float)
     finite = np.abs(vals[np.isfinite(vals)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    ax = _matrix_heatmap(table, ax, cmap, annotate, ".1f", -vmax, vmax, figsize, "z-score across SEs")
-    ax.set_xlabel(table.columns.name or "SE")
-    ax.set_ylabel(table.index.name or "gene set")
+    ax = matrix_heatmap(table, ax, cmap, annotate, ".1f", -vmax, vmax, figsize, "z-score across SEs")
+    ax.set_xlabel(str(table.columns.name or "SE"))
+    ax.set_ylabel(str(table.index.name or "gene set"))
     ax.set_title("average marker expression")
     return ax
