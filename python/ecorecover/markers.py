@@ -65,7 +65,8 @@ def _r_attribute(obj: Any, key: str) -> Any:
 def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
     """Parse an .rds with the model readers' guards; return the top-level list's names and the
     converted object. Refuses anything but a list with unique, non-empty names."""
-    from .io import _check_r_object, _import_rdata, _parse_rds_file, check_list_names
+    from .io.rds import check_list_names
+    from .io.rds import check_r_object as _check_r_object, import_rdata as _import_rdata, parse_rds_file as _parse_rds_file
 
     rdata = _import_rdata()
     # size limits, decompression-bomb guard, and the model reader's bounded parser (declared
