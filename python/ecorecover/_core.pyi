@@ -13,7 +13,6 @@ I64 = npt.NDArray[np.int64]
 _T = TypeVar("_T")
 
 def build_info() -> list[tuple[str, str]]: ...
-def _panic_for_tests(message: str) -> None: ...
 
 class CancelToken:
     """Stops the iterative kernels called through ``run`` (from any thread) once cancelled."""

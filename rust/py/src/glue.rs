@@ -20,7 +20,7 @@ use std::time::Duration;
 use ecorecover_core::{Cancel, CoreError};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 pyo3::import_exception!(concurrent.futures, CancelledError);
 
@@ -32,16 +32,50 @@ thread_local! {
     static TOKENS: RefCell<Vec<Arc<Cancel>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Map a core error to the Python exception users already catch.
-pub fn to_py(err: CoreError) -> PyErr {
+/// The class of `ecorecover.errors` each core error becomes (all but the last are `ValueError`s;
+/// `CancelledError` is a `concurrent.futures.CancelledError`).
+fn class_name(err: &CoreError) -> &'static str {
     match err {
-        CoreError::Cancelled => cancelled(),
-        _ => PyValueError::new_err(err.to_string()),
+        CoreError::Shape(_) => "ShapeError",
+        CoreError::NonFinite(_) => "NonFiniteValueError",
+        CoreError::Negative(_) => "NegativeValueError",
+        CoreError::InvalidArgument(_) => "ParameterError",
+        CoreError::Cancelled => "CancelledError",
     }
 }
 
+/// Map a core error to its exception of `ecorecover.errors` (the message is the error's text).
+pub fn to_py(err: CoreError) -> PyErr {
+    let msg = match err {
+        CoreError::Cancelled => "the computation was cancelled (its CancelToken was cancelled)".to_string(),
+        _ => err.to_string(),
+    };
+    raise_as(class_name(&err), msg)
+}
+
+/// An argument outside its domain, found by the binding itself: `ecorecover.errors.ParameterError`.
+pub fn parameter_error(msg: impl Into<String>) -> PyErr {
+    raise_as("ParameterError", msg.into())
+}
+
 fn cancelled() -> PyErr {
-    CancelledError::new_err("the computation was cancelled (its CancelToken was cancelled)")
+    to_py(CoreError::Cancelled)
+}
+
+/// `ecorecover.errors.<class>(msg)`, imported when the error happens (the Python package owns
+/// the classes). Should that import fail, the built-in the class derives from.
+fn raise_as(class: &str, msg: String) -> PyErr {
+    Python::attach(|py| {
+        let found = py
+            .import("ecorecover.errors")
+            .and_then(|m| m.getattr(class))
+            .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+        match found {
+            Ok(ty) => PyErr::from_type(ty, msg),
+            Err(_) if class == "CancelledError" => CancelledError::new_err(msg),
+            Err(_) => PyValueError::new_err(msg),
+        }
+    })
 }
 
 /// A flag for one kernel call, set when any token active on this thread is: None when one is
@@ -159,9 +193,9 @@ fn finish<T>(outcome: std::thread::Result<Result<T, CoreError>>) -> PyResult<T> 
     }
 }
 
-/// A contiguous 1-d numpy array as a slice, or a `ValueError` naming the argument.
+/// A contiguous 1-d numpy array as a slice, or a `ParameterError` naming the argument.
 pub fn slice<'a, T: numpy::Element>(a: &'a numpy::PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a contiguous 1-d array")))
+    a.as_slice().map_err(|_| parameter_error(format!("{name} must be a contiguous 1-d array")))
 }
 
 /// A cancellation token for the compiled kernels. `run(fn, *args, **kwargs)` calls `fn` with the
@@ -231,9 +265,52 @@ pub fn build_info() -> Vec<(String, String)> {
     ]
 }
 
-/// Raise a panic inside the core's entry path: lets the tests prove that a Rust panic
-/// becomes a Python `RuntimeError` instead of aborting the interpreter.
+/// Raise a panic inside the core's entry path: lets a test prove that a Rust panic becomes a
+/// Python `RuntimeError` instead of aborting the interpreter. Only in builds with the
+/// `test-hooks` feature (never in a wheel); `cargo test -p ecorecover-py` checks the same path.
+#[cfg(feature = "test-hooks")]
 #[pyfunction]
 pub fn _panic_for_tests(py: Python<'_>, message: String) -> PyResult<()> {
     enter(py, Some(1), move || -> Result<(), CoreError> { panic!("{message}") })
+}
+
+/// Register the test hooks of a `test-hooks` build (none otherwise).
+pub fn register_test_hooks(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(feature = "test-hooks")]
+    _m.add_function(wrap_pyfunction!(_panic_for_tests, _m)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_runtime_error_and_the_interpreter_goes_on() {
+        Python::initialize();
+        Python::attach(|py| {
+            let err = enter(py, Some(1), || -> Result<(), CoreError> { panic!("boom") }).unwrap_err();
+            assert!(err.is_instance_of::<PyRuntimeError>(py), "{err}");
+            assert!(err.to_string().contains("internal error in ecorecover's core"), "{err}");
+            assert!(err.to_string().contains("boom"), "{err}");
+            // The pool and the interpreter still work afterwards.
+            assert_eq!(enter(py, Some(2), || Ok(41 + 1)).unwrap(), 42);
+            assert_eq!(py.eval(c"6 * 7", None, None).unwrap().extract::<i64>().unwrap(), 42);
+        });
+    }
+
+    #[test]
+    fn each_core_error_has_its_own_class() {
+        let names = [
+            CoreError::Shape(String::new()),
+            CoreError::NonFinite(String::new()),
+            CoreError::Negative(String::new()),
+            CoreError::InvalidArgument(String::new()),
+            CoreError::Cancelled,
+        ]
+        .iter()
+        .map(class_name)
+        .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(names.len(), 5);
+    }
 }

@@ -23,6 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     spatial::register(m)?;
     m.add_class::<glue::CancelToken>()?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
-    m.add_function(wrap_pyfunction!(glue::_panic_for_tests, m)?)?;
+    glue::register_test_hooks(m)?;
     Ok(())
 }
