@@ -622,14 +622,14 @@ def test_verbose_logs_files_cells_per_type_and_timings(capsys, tmp_path, files, 
     assert " DEBUG " in err or " INFO " in err  # -v: timestamped records with levels and logger names
 
     # the library's loggers are children of "ecorecover": their debug records show with -v only
-    from ecorecover import cli
+    from ecorecover.cli import inspect as inspect_cmd
 
     def emit(args):
         logging.getLogger("ecorecover.some_module").debug("library detail %d", 42)
         logging.getLogger("ecorecover.some_module").info("library progress")
         return 0
 
-    monkeypatch.setattr(cli, "_cmd_inspect", emit)
+    monkeypatch.setattr(inspect_cmd, "run", emit)
     code, _, err = _run(capsys, "inspect", "x.h5", "-v")
     assert code == 0 and "DEBUG ecorecover.some_module: library detail 42" in err, err
     code, _, err = _run(capsys, "inspect", "x.h5")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -25,47 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+from .session import log
 
-log = logging.getLogger("ecorecover.cli")
+__all__ = ["MANIFEST", "run"]
+
 
 #: The file that marks a directory as a report of ``ecorecover validate`` (and so replaceable).
 MANIFEST = "report.json"
-
-
-def add_parser(sub: Any, parents: list[argparse.ArgumentParser], types: dict[str, Any]) -> argparse.ArgumentParser:
-    """Add the ``validate`` subcommand to ``sub`` (``types``: the CLI's argument converters)."""
-    v = sub.add_parser(
-        "validate", parents=parents, help="spatial checks of recovered SEs: colocalization, Moran's I, markers",
-        description="Validate recovered SEs in space, as R's tutorial for single-cell spatial data does: "
-        "colocalization of the cell states of each SE (R Colocalization), spatial autocorrelation of each SE "
-        "(R ComputeNormalizedMoranI) and, with --markers and expression data, the SE marker expression "
-        "(R AverageMarkerExpression). Writes TSV tables and PNG figures into --out.",
-    )
-    v.add_argument("data", metavar="DATA", help="per-cell table (.tsv/.csv(.gz), first column cell ids) or .h5ad")
-    v.add_argument("--out", metavar="DIR", required=True, help="report directory to create")
-    v.add_argument("--coords", nargs="+", metavar="COL", default=None,
-                   help="two coordinate columns (e.g. --coords X Y) or one .obsm key (e.g. spatial); default: "
-                   "obsm['spatial'] when present, else columns X and Y")
-    v.add_argument("--se-key", default="SE", metavar="KEY", help="column of recovered SEs (default: %(default)s)")
-    v.add_argument("--celltype-key", default="CellType", metavar="KEY", help="column of cell types (default: %(default)s)")
-    v.add_argument("--state-key", default="CellState", metavar="KEY",
-                   help="column of cell states '<SE>_<CellType>'; built from --se-key and --celltype-key when "
-                   "absent (default: %(default)s)")
-    v.add_argument("--sample-key", default=None, metavar="KEY", help="column of samples: one panel per sample in spatial.png")
-    v.add_argument("--radius", type=types["float"], default=50.0, metavar="R", help="neighbourhood radius (default: %(default)s)")
-    v.add_argument("--k", type=types["positive_int"], default=200, metavar="K", help="neighbours per cell for colocalization (default: %(default)s)")
-    v.add_argument("--min-cells", type=types["positive_int"], default=10, metavar="N",
-                   help="cells with fewer neighbours within the radius are dropped (default: %(default)s)")
-    v.add_argument("--moran-k", type=types["positive_int"], default=3, metavar="K", help="neighbours for Moran's I (default: %(default)s)")
-    v.add_argument("--n-perm", type=types["positive_int"], default=1000, metavar="N", help="permutations (default: %(default)s)")
-    v.add_argument("--seed", type=types["nonneg_int"], default=None, metavar="S",
-                   help="R's set.seed(S) before each check (default: a random seed, recorded in report.json)")
-    v.add_argument("--markers", metavar="FILE", default=None, help="gene sets saved by R (.rds list), e.g. SE_consensus_markers.rds")
-    v.add_argument("--layer", metavar="NAME", default=None, help="layer of log-normalised expression for --markers (default: X)")
-    v.add_argument("--n-jobs", type=int, default=None, metavar="N", help="threads (default: all cores)")
-    v.set_defaults(func=run)
-    return v
 
 
 def _read(path: str) -> Any:
@@ -75,10 +40,10 @@ def _read(path: str) -> Any:
     if not p.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if p.suffix.lower() == ".h5ad":
-        import anndata as ad
+        import anndata as ad  # type: ignore[import-untyped, unused-ignore]
 
         return ad.read_h5ad(p)
-    from .readers import read_meta
+    from ..readers import read_meta
 
     table: pd.DataFrame = read_meta(p)
     for c in table.columns:  # coordinates come back as strings from a label-safe reader
@@ -104,9 +69,9 @@ def _obs(data: Any) -> Any:
 def _checks(data: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import numpy as np
 
-    from . import spatial
-    from .pl import colocalization_heatmap
-    from .pl import spatial as spatial_plot
+    from .. import spatial
+    from ..pl import colocalization_heatmap
+    from ..pl import spatial as spatial_plot
 
     obs = _obs(data)
     coords = _coords(args)
@@ -140,8 +105,8 @@ def _markers(data: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         return {"markers": "not run (no --markers)"}
     if not hasattr(data, "X"):
         raise ValueError(f"{args.data}: --markers needs expression data (an .h5ad), not a metadata table")
-    from . import marker_expression, read_r_markers
-    from .pl import marker_heatmap
+    from .. import marker_expression, read_r_markers
+    from ..pl import marker_heatmap
 
     table = marker_expression(data, groupby=args.se_key, genesets=read_r_markers(args.markers), layer=args.layer)
     table.to_csv(out / "markers.tsv", sep="\t", index_label="geneset")
@@ -179,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import __version__ as version
+    from .. import __version__ as version
 
     final = Path(args.out)
     parent = final.parent if str(final.parent) else Path(".")
