@@ -14,6 +14,7 @@ pub mod longdouble;
 pub mod nmf;
 pub mod preprocess;
 pub mod rng;
+pub mod select;
 pub mod sparse;
 pub mod spatial;
 

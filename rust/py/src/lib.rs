@@ -11,6 +11,7 @@ mod glue;
 mod nmf;
 mod preprocess;
 mod rng;
+mod select;
 mod spatial;
 
 #[pymodule(gil_used = false)]
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     nmf::register(m)?;
     fast::register(m)?;
     rng::register(m)?;
+    select::register(m)?;
     spatial::register(m)?;
     m.add_class::<glue::CancelToken>()?;
     m.add_function(wrap_pyfunction!(glue::build_info, m)?)?;
