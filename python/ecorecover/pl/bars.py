@@ -38,6 +38,14 @@ def _cell_counts(data: pd.DataFrame, groupby: str, key: str, scored_key: str | N
     return table.loc[_collate.collate_sorted(table.index)][cols + last]
 
 
+def _row_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """Each row divided by its sum (rows summing to 0 stay 0)."""
+    tot = table.sum(axis=1).to_numpy()[:, None]
+    return pd.DataFrame(
+        np.divide(table.to_numpy(), tot, out=np.zeros(table.shape), where=tot > 0), index=table.index, columns=table.columns
+    )
+
+
 def _draw_bars(ax: Axes, table: pd.DataFrame) -> None:
     """One stacked bar per row of ``table``, one segment per column."""
     n_bars, n_seg = table.shape
@@ -114,10 +122,7 @@ def composition(
             raise KeyError(f"order names bars that are not in the data: {missing[:5]}")
         table = table.loc[list(order)]
     if normalize:
-        tot = table.sum(axis=1).to_numpy()[:, None]
-        table = pd.DataFrame(
-            np.divide(table.to_numpy(), tot, out=np.zeros(table.shape), where=tot > 0), index=table.index, columns=table.columns
-        )
+        table = _row_shares(table)
         ylab = "fraction of cells" if ylab == "cells" else "fraction"
     n_bars = table.shape[0]
     ax = new_axes(ax, figsize or (2.0 + 0.45 * n_bars, 4.0))
