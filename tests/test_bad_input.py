@@ -449,7 +449,7 @@ CASES = [
     Case("aggregate-empty", lambda c: er.aggregate([]), ValueError, r"models is empty"),
     Case("aggregate-fraction-above-1", lambda c: er.aggregate([c.model], min_model_fraction=1.5), ValueError,
          r"min_model_fraction must be in \[0, 1\), got 1\.5"),
-    Case("aggregate-nan-delta", lambda c: er.aggregate([c.model], delta_threshold=float("nan")), TypeError,
+    Case("aggregate-nan-delta", lambda c: er.aggregate([c.model], delta_threshold=float("nan")), er.errors.ParameterError,
          r"delta_threshold must be a finite number"),
     # ---- model objects and files
     Case("model-nan-w", lambda c: er.RecoveryModel(_bad_w(c, np.nan)), ValueError,

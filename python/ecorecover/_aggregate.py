@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import _naming
+from ._params import Interval, validate_params
 from ._collate import sort_key
 from .model import RecoveryModel
 
@@ -96,6 +97,10 @@ def _aggregate_frames(
     return out
 
 
+@validate_params({
+    "delta_threshold": [Interval(Real, None, None)],
+    "min_model_fraction": [Interval(Real, 0, 1, closed="left")],
+})
 def aggregate(
     models: Sequence[Any], *, delta_threshold: float = 0.01, min_model_fraction: float = 0.5
 ) -> RecoveryModel:
@@ -138,11 +143,6 @@ def aggregate(
         raise TypeError("models must be a list of RecoveryModel (or of mappings cell type -> W DataFrame)")
     if len(models) == 0:
         raise ValueError("models is empty: give at least one run")
-    for name, v in (("delta_threshold", delta_threshold), ("min_model_fraction", min_model_fraction)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-            raise TypeError(f"{name} must be a finite number, got {v!r}")
-    if not 0 <= min_model_fraction < 1:
-        raise ValueError(f"min_model_fraction must be in [0, 1), got {min_model_fraction}")
     model, _ = _aggregate(models, delta_threshold, min_model_fraction, drop_empty=False)
     return model
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["as_float_matrix", "check_finite", "resolve_n_jobs"]
+__all__ = ["as_float_matrix", "available_cores", "check_finite", "resolve_n_jobs", "resolve_threads"]
 
 
 def as_float_matrix(x: Any, name: str, *, allow_sparse: bool = False, finite: bool = True) -> Any:
@@ -95,3 +95,18 @@ def resolve_n_jobs(n_jobs: int | None) -> int | None:
             "use None or -1 for all cores"
         )
     return n_jobs
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_threads(n_jobs: int | None) -> int:
+    """A concrete thread count for ``n_jobs``: :func:`resolve_n_jobs`, with None (all cores) as
+    :func:`available_cores`. For callers that size their own pools (recover, train, loocv)."""
+    threads = resolve_n_jobs(n_jobs)
+    return available_cores() if threads is None else max(1, threads)

@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._collate import collate_sorted
+from ._params import validate_params
 from ._validation import as_float_matrix
 from .preprocessing import looks_like_raw_counts, scale
 
@@ -91,6 +92,7 @@ def _parse_rds_list(p: Path) -> tuple[list[str], Any]:
         raise ValueError(f"cannot convert the R objects of {p}: {type(exc).__name__}: {exc}") from None
 
 
+@validate_params({"path": [str, os.PathLike]})
 def read_r_markers(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read gene sets saved by R with ``saveRDS``: a named list of character vectors, e.g. the
     packaged ``SE_consensus_markers.rds`` of R SpatialEcoTyper (set name -> genes).
@@ -150,6 +152,7 @@ def _group_means_expm1(x: Any, labels: np.ndarray, levels: list[str]) -> np.ndar
     return np.asarray(ind @ np.expm1(x)).T
 
 
+@validate_params({"groupby": [str], "layer": [str, None]})
 def marker_expression(
     adata: Any,
     *,

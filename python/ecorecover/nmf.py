@@ -11,11 +11,13 @@ thread count, and the GIL is released while the kernel runs.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._params import Interval, validate_params
 from ._validation import as_float_matrix, resolve_n_jobs
 
 __all__ = ["update_h", "update_w", "MAX_ITER"]
@@ -32,11 +34,7 @@ def _inputs(v: Any, a: Any, b: Any, names: tuple[str, str, str]) -> tuple[np.nda
     return mats  # type: ignore[return-value]
 
 
-def _check_iter(max_iter: int) -> None:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-
-
+@validate_params({"max_iter": [Interval(Integral, 1, None)], "n_jobs": ["n_jobs"]})
 def update_h(v: Any, w: Any, h0: Any, *, max_iter: int = MAX_ITER, n_jobs: int | None = None) -> tuple[np.ndarray, int]:
     """H-step with W fixed: ``H_aj <- H_aj * (sum_i W_ia V_ij / (WH)_ij) / sum_i W_ia``.
 
@@ -53,13 +51,13 @@ def update_h(v: Any, w: Any, h0: Any, *, max_iter: int = MAX_ITER, n_jobs: int |
     -------
     ``(H, n_iter)``: the k x cells factor after the last iteration and the iterations run.
     """
-    _check_iter(max_iter)
     v, w, h0 = _inputs(v, w, h0, ("V", "W", "H0"))
     _shapes(v, w, h0, ("V", "W", "H0"))
     h, it = _core.update_h(v, w, h0, int(max_iter), 10, 40, resolve_n_jobs(n_jobs))
     return h, int(it)
 
 
+@validate_params({"max_iter": [Interval(Integral, 1, None)], "n_jobs": ["n_jobs"]})
 def update_w(v: Any, w0: Any, h: Any, *, max_iter: int = MAX_ITER, n_jobs: int | None = None) -> tuple[np.ndarray, int]:
     """W-step with H fixed: ``W_ia <- W_ia * (sum_j H_aj V_ij / (WH)_ij) / sum_j H_aj``.
 
@@ -76,7 +74,6 @@ def update_w(v: Any, w0: Any, h: Any, *, max_iter: int = MAX_ITER, n_jobs: int |
     -------
     ``(W, n_iter)``; ``n_iter`` is 420 under NMF's defaults since H does not change.
     """
-    _check_iter(max_iter)
     v, w0, h = _inputs(v, w0, h, ("V", "W0", "H"))
     _shapes(v, w0, h, ("V", "W0", "H"))
     w, it = _core.update_w(v, w0, h, int(max_iter), 10, 40, resolve_n_jobs(n_jobs))
@@ -96,6 +93,13 @@ def _shapes(v: np.ndarray, w: np.ndarray, h: np.ndarray, names: tuple[str, str, 
         raise ValueError(f"{names[0]} is empty ({m} features x {n} cells)")
 
 
+@validate_params({
+    "posneg": ["boolean"],
+    "scale_max": [Real],
+    "max_iter": [Interval(Integral, 1, None)],
+    "tol": [Interval(Real, 0, None)],
+    "n_jobs": ["n_jobs"],
+})
 def solve_h_fast(
     x: Any,
     wpos: Any,

@@ -7,12 +7,14 @@ All matrices are **cells x genes** (AnnData orientation); R's matrices are genes
 from __future__ import annotations
 
 import warnings
+from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import _core, _naming
+from ._params import Interval, StrOptions, validate_params
 from ._validation import as_float_matrix, resolve_n_jobs
 from .errors import NonIntegerCountsWarning, RawCountWarning
 
@@ -35,6 +37,7 @@ RAW_COUNT_MAX = 80.0
 ScaleMethod = Literal["sparse", "dense"]
 
 
+@validate_params({"scale_factor": [Interval(Real, 0, None, closed="neither")], "n_jobs": ["n_jobs"]})
 def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None = None) -> Any:
     """Seurat ``NormalizeData(method = "LogNormalize")``: ``log1p(c / total * scale_factor)``.
 
@@ -61,8 +64,6 @@ def log_normalize(counts: Any, *, scale_factor: float = 1e4, n_jobs: int | None 
         them. Skip the normalisation. The result is computed all the same.
     """
     threads = resolve_n_jobs(n_jobs)
-    if not np.isfinite(scale_factor) or scale_factor <= 0:
-        raise ValueError(f"scale_factor must be a positive number, got {scale_factor}")
     x = as_float_matrix(counts, "counts", allow_sparse=True)
     _check_non_negative(x, "counts")
     _warn_non_integer(x, "counts")
@@ -157,6 +158,7 @@ def looks_like_raw_counts(x: Any) -> bool:
     return float(np.min(a)) >= 0 and float(np.max(a)) > RAW_COUNT_MAX
 
 
+@validate_params({"what": [str], "warn": ["boolean"]})
 def raw_count_guard(x: Any, *, what: str = "the expression matrix", warn: bool = True) -> tuple[Any, bool]:
     """Apply R's raw-count guard: if ``x`` looks like raw counts, return ``log2(x + 1)``.
 
@@ -180,6 +182,7 @@ def raw_count_guard(x: Any, *, what: str = "the expression matrix", warn: bool =
     return np.log2(np.asarray(x, dtype=np.float64) + 1.0), True
 
 
+@validate_params({"method": [StrOptions({"sparse", "dense"})], "scale_max": [Real], "n_jobs": ["n_jobs"]})
 def scale(
     x: Any,
     *,
@@ -206,8 +209,6 @@ def scale(
     -------
     A dense cells x genes float64 array (column-major).
     """
-    if method not in ("sparse", "dense"):
-        raise ValueError(f"method must be 'sparse' or 'dense', got {method!r}")
     threads = resolve_n_jobs(n_jobs)
     m = as_float_matrix(x, "x", allow_sparse=True)
     if sp.issparse(m):

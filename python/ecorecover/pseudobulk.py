@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._collate import collate_sorted
+from ._params import Interval, validate_params
 from ._validation import as_float_matrix
+from .errors import ParameterError
 from .preprocessing import _check_non_negative, _log_normalize_matrix
 from .rng import RRandom
 
@@ -26,14 +29,6 @@ __all__ = ["pseudobulks"]
 #: R draws each group's fractions from a pool of this many ``rnorm(mean = 2)`` values.
 _POOL = 10_000
 _SCALE_FACTOR = 1e4
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _counts_cells_by_genes(counts: Any, layer: str | None) -> tuple[Any, list[str], list[str]]:
@@ -136,6 +131,12 @@ def _draw_cells(
     return sp.csr_matrix(data, shape=(frac.shape[0], n_cells))
 
 
+@validate_params({
+    "n_mixtures": [Interval(Integral, 1, None)],
+    "cells_per_mixture": [Interval(Integral, 1, None)],
+    "seed": [None, Interval(Integral, -(2**31), 2**31, closed="neither")],
+    "layer": [str, None],
+})
 def pseudobulks(
     counts: Any,
     groups: Any,
@@ -180,12 +181,12 @@ def pseudobulks(
     after dropping), mixtures is genes x mixtures (log-normalised), ready for
     :func:`ecorecover.nmf_generate_w`.
     """
-    n_mixtures = _check_positive_int(n_mixtures, "n_mixtures")
+    n_mixtures = int(n_mixtures)
     if n_mixtures > _POOL:
-        raise ValueError(
+        raise ParameterError(
             f"n_mixtures must be <= {_POOL} (R samples the fractions from {_POOL} normal draws), got {n_mixtures}"
         )
-    per_mixture = _check_positive_int(cells_per_mixture, "cells_per_mixture")
+    per_mixture = int(cells_per_mixture)
     x, cells, genes = _counts_cells_by_genes(counts, layer)
     labels = _group_labels(groups, counts, cells)
     levels = collate_sorted(labels)

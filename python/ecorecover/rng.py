@@ -9,11 +9,14 @@ what the same sequence of R calls would.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any, TypeVar
 
 import numpy as np
 
 from . import _core
+from ._params import Interval, validate_params
+from .errors import ParameterError
 
 T = TypeVar("T")
 
@@ -35,12 +38,10 @@ class RRandom:
     array([...])
     """
 
+    @validate_params({"seed": [Interval("whole", -(2**31), 2**31, closed="neither")]})
     def __init__(self, seed: int) -> None:
-        seed = _check_int(seed, "seed")
-        if not -(2**31) < seed < 2**31:
-            raise ValueError(f"seed must fit R's 32-bit integer (|seed| < 2^31), got {seed}")
-        self.seed = seed
-        self._gen = _core.RRandom(seed)
+        self.seed = int(seed)
+        self._gen = _core.RRandom(self.seed)
 
     def __repr__(self) -> str:
         return f"RRandom(seed={self.seed})"
@@ -49,44 +50,39 @@ class RRandom:
         """One draw of R's ``unif_rand()``, in the open interval (0, 1)."""
         return float(self._gen.unif_rand())
 
+    @validate_params({"n": [Interval("whole", 0, None)], "min": [Real], "max": [Real]})
     def runif(self, n: int, min: float = 0.0, max: float = 1.0) -> np.ndarray:
         """R's ``runif(n, min, max)`` as a float64 array."""
-        n = _check_int(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        return self._gen.runif(n, float(min), float(max))
+        return self._gen.runif(int(n), float(min), float(max))
 
+    @validate_params({"n": [Interval("whole", 0, None)], "k": [None, Interval("whole", 0, None)]})
     def sample_int(self, n: int, k: int | None = None) -> np.ndarray:
         """R's ``sample.int(n, k)`` without replacement: 1-based values, in drawn order.
 
         Uses R's hash-set algorithm when ``n > 1e7`` and ``k <= n / 2`` and R's partial
         Fisher-Yates shuffle otherwise, as R does. Returns int64.
         """
-        n = _check_int(n, "n")
-        k = n if k is None else _check_int(k, "k")
-        if n < 0 or k < 0:
-            raise ValueError(f"n and k must be >= 0, got n={n}, k={k}")
+        n = int(n)
+        k = n if k is None else int(k)
         if k > n:
-            raise ValueError(
+            raise ParameterError(
                 f"cannot take a sample larger than the population without replacement (k={k} > n={n})"
             )
         return self._gen.sample_int(float(n), k).astype(np.int64)
 
+    @validate_params({"n": [Interval("whole", 0, None)], "k": [Interval("whole", 0, None)]})
     def sample_int_replace(self, n: int, k: int) -> np.ndarray:
         """R's ``sample.int(n, k, replace = TRUE)``: 1-based values (int64), each drawn by
         ``R_unif_index(n)`` (rejection sampling), as ``sample(x, k, replace = TRUE)`` uses."""
-        n, k = _check_int(n, "n"), _check_int(k, "k")
-        if n < 1 or k < 0:
-            raise ValueError(f"need n >= 1 and k >= 0 to sample with replacement, got n={n}, k={k}")
-        return self._gen.sample_int_replace(float(n), k).astype(np.int64)
+        if n < 1:
+            raise ParameterError(f"need n >= 1 and k >= 0 to sample with replacement, got n={n}, k={k}")
+        return self._gen.sample_int_replace(float(n), int(k)).astype(np.int64)
 
+    @validate_params({"n": [Interval("whole", 0, None)], "mean": [Real], "sd": [Real]})
     def rnorm(self, n: int, mean: float = 0.0, sd: float = 1.0) -> np.ndarray:
         """R's ``rnorm(n, mean, sd)`` with ``normal.kind = "Inversion"`` (R's default):
         ``qnorm`` (AS 241) of a uniform made from two ``unif_rand()`` draws."""
-        n = _check_int(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        return self._gen.rnorm(n, float(mean), float(sd))
+        return self._gen.rnorm(int(n), float(mean), float(sd))
 
     def sample(self, x: Sequence[T] | np.ndarray, k: int | None = None) -> Any:
         """R's ``sample(x, k)`` for a vector ``x`` of length > 1: ``x[sample.int(length(x), k)]``.
@@ -106,11 +102,3 @@ class RRandom:
             return x[idx]
         return [x[i] for i in idx]
 
-
-def _check_int(v: Any, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
-    if isinstance(v, (float, np.floating)):
-        if not np.isfinite(v) or v != int(v):
-            raise ValueError(f"{name} must be a whole number, got {v}")
-    return int(v)

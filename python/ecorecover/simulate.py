@@ -20,11 +20,14 @@ result is a pure function of the arguments.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from ._params import Interval, validate_params
 
 __all__ = ["simulate", "simulate_split", "DEFAULT_CELL_TYPES", "NONSE_LABEL"]
 
@@ -152,18 +155,17 @@ def _draw_cells(
     return x, obs
 
 
-def _check(n_cells: int, n_samples: int, n_genes: int, n_se: int, effect: float,
-           nonse_fraction: float, n_signature_genes: int) -> None:
-    for name, v, low in (("n_cells", n_cells, 0), ("n_samples", n_samples, 1), ("n_genes", n_genes, 1),
-                         ("n_se", n_se, 2), ("n_signature_genes", n_signature_genes, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
-        if v < low:
-            raise ValueError(f"{name} must be >= {low}, got {v}")
-    if not np.isfinite(effect) or effect < 0:
-        raise ValueError(f"effect must be a finite number >= 0, got {effect}")
-    if not 0.0 <= nonse_fraction < 1.0:
-        raise ValueError(f"nonse_fraction must be in [0, 1), got {nonse_fraction}")
+#: The arguments :func:`simulate` and :func:`simulate_split` share, and what each accepts.
+_SPEC: dict[str, list[Any]] = {
+    "n_cells": [Interval(Integral, 0, None)],
+    "n_samples": [Interval(Integral, 1, None)],
+    "n_genes": [Interval(Integral, 1, None)],
+    "n_se": [Interval(Integral, 2, None)],
+    "n_signature_genes": [Interval(Integral, 1, None)],
+    "seed": [Interval(Integral, 0, None)],
+    "effect": [Interval(Real, 0, None)],
+    "nonse_fraction": [Interval(Real, 0, 1, closed="left")],
+}
 
 
 def _type_names(cell_types: int | Sequence[str]) -> list[str]:
@@ -198,7 +200,6 @@ def _make(
 ) -> list[Any]:
     import anndata as ad
 
-    _check(n_cells, n_samples, n_genes, n_se, effect, nonse_fraction, n_signature_genes)
     types = _type_names(cell_types)
     others = [str(c) for c in other_cell_types]
     dup = sorted({c for c in types + others if (types + others).count(c) > 1})
@@ -229,6 +230,7 @@ def _make(
     return out
 
 
+@validate_params(_SPEC)
 def simulate(
     *,
     n_cells: int = 6000,
@@ -286,6 +288,7 @@ def simulate(
     )[0]
 
 
+@validate_params({**_SPEC, "n_held_out": [Interval(Integral, 0, None)], "n_held_out_samples": [Interval(Integral, 1, None)]})
 def simulate_split(
     *,
     n_cells: int = 6000,
@@ -311,11 +314,6 @@ def simulate_split(
     -------
     (train, held_out): two AnnData objects as described in :func:`simulate`.
     """
-    if isinstance(n_held_out_samples, bool) or not isinstance(n_held_out_samples, (int, np.integer)) \
-            or n_held_out_samples < 1:
-        raise ValueError(f"n_held_out_samples must be an integer >= 1, got {n_held_out_samples!r}")
-    if isinstance(n_held_out, bool) or not isinstance(n_held_out, (int, np.integer)) or n_held_out < 0:
-        raise ValueError(f"n_held_out must be an integer >= 0, got {n_held_out!r}")
     train, test = _make(
         n_cells=n_cells, n_samples=n_samples, n_genes=n_genes, cell_types=cell_types,
         other_cell_types=other_cell_types, n_se=n_se, seed=seed, effect=effect,
