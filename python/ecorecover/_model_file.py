@@ -37,16 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "package_version", "save_atomically", "write_group"]
+from .errors import ModelFileError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "package_version", "save_atomically", "write_group"]
 
 #: Value of the root ``format`` attribute of a model file.
 FORMAT = "ecorecover.RecoveryModel"
 #: Highest file format version this release reads and the version it writes.
 FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A file is not a readable ecorecover model (not HDF5, truncated, foreign or too new)."""
 
 
 def package_version() -> str:

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from ._model_file import FORMAT, FORMAT_VERSION, ModelFileError, package_version
+from ._model_file import FORMAT, FORMAT_VERSION, package_version
+from .errors import ModelFileError
 
 __all__ = ["read_model", "MAX_FEATURES", "MAX_SES", "MAX_CELL_TYPES", "MAX_RUNS", "MAX_RUN_DEPTH"]
 

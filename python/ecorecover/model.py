@@ -18,24 +18,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._model_file import FORMAT, FORMAT_VERSION, ModelFileError, package_version, save_atomically, write_group
+from ._model_file import FORMAT, FORMAT_VERSION, package_version, save_atomically, write_group
 from ._model_reader import read_model
+from ._naming import model_genes
+from .errors import (
+    InputDataError,
+    ModelFileError,
+    NegativeValueError,
+    NonFiniteValueError,
+    ParameterTypeError,
+    ShapeError,
+)
 
 __all__ = ["RecoveryModel", "ModelFileError", "load_model", "FORMAT", "FORMAT_VERSION"]
-
-_POSNEG_SUFFIXES = ("__pos", "__neg")
 
 
 def _check_labels(labels: pd.Index, what: str, cell_type: str, owner: str = "weights", coerce: bool = False) -> list[str]:
     out = [str(x) for x in labels] if coerce else list(labels)
     bad = [x for x in out if not isinstance(x, str)]
     if bad:
-        raise TypeError(
+        raise ParameterTypeError(
             f"{owner}[{cell_type!r}]: {what} must be strings, got {type(bad[0]).__name__} {bad[0]!r}"
         )
     dup = pd.Index(out)[pd.Index(out).duplicated()].unique().tolist()
     if dup:
-        raise ValueError(f"{owner}[{cell_type!r}]: duplicated {what}: {dup[:10]}")
+        raise InputDataError(f"{owner}[{cell_type!r}]: duplicated {what}: {dup[:10]}")
     return out
 
 
@@ -43,11 +50,11 @@ def _as_weight_frame(cell_type: str, w: Any, owner: str = "weights", coerce_labe
     """Validate one W (not empty, finite, >= 0, unique string labels) into a read-only float64 frame;
     ``owner`` names the argument in messages (``weights`` here, ``model`` in recovery)."""
     if not isinstance(w, pd.DataFrame):
-        raise TypeError(
+        raise ParameterTypeError(
             f"{owner}[{cell_type!r}] must be a pandas DataFrame (features x SEs), got {type(w).__name__}"
         )
     if w.shape[0] == 0 or w.shape[1] == 0:
-        raise ValueError(
+        raise ShapeError(
             f"{owner}[{cell_type!r}] is empty ({w.shape[0]} features x {w.shape[1]} SEs); a W needs at least one "
             "feature and one SE"
         )
@@ -56,18 +63,18 @@ def _as_weight_frame(cell_type: str, w: Any, owner: str = "weights", coerce_labe
     try:
         values = np.array(w.to_numpy(dtype=np.float64), dtype=np.float64, order="C", copy=True)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{owner}[{cell_type!r}] must hold numbers: {exc}") from None
+        raise ParameterTypeError(f"{owner}[{cell_type!r}] must hold numbers: {exc}") from None
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(
+        raise NonFiniteValueError(
             f"{owner}[{cell_type!r}] holds {int(bad.sum())} non-finite value(s), first at "
             f"feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
     neg = values < 0
     if neg.any():
         i, j = np.argwhere(neg)[0]
-        raise ValueError(
+        raise NegativeValueError(
             f"{owner}[{cell_type!r}] holds {int(neg.sum())} negative value(s) (NMF weights are >= 0), "
             f"first at feature {features[i]!r}, SE {ses[j]!r}: {float(values[i, j])!r}"
         )
@@ -79,12 +86,12 @@ def _normalise_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict or None, got {type(params).__name__}")
+        raise ParameterTypeError(f"params must be a dict or None, got {type(params).__name__}")
     try:
         # JSON round trip: the in-memory params equal what a saved file gives back.
         out: dict[str, Any] = json.loads(json.dumps(dict(params)))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"params must be JSON-serialisable (str keys; numbers, strings, lists, dicts): {exc}") from None
+        raise ParameterTypeError(f"params must be JSON-serialisable (str keys; numbers, strings, lists, dicts): {exc}") from None
     out.setdefault("ecorecover_version", package_version())
     return out
 
@@ -125,20 +132,20 @@ class RecoveryModel(Mapping[str, pd.DataFrame]):
         source: str | None = None,
     ) -> None:
         if not isinstance(weights, Mapping):
-            raise TypeError(f"weights must be a mapping cell type -> W DataFrame, got {type(weights).__name__}")
+            raise ParameterTypeError(f"weights must be a mapping cell type -> W DataFrame, got {type(weights).__name__}")
         self._weights: dict[str, pd.DataFrame] = {}
         for ct, w in weights.items():
             if not isinstance(ct, str) or not ct:
-                raise TypeError(f"cell type names must be non-empty strings, got {ct!r}")
+                raise ParameterTypeError(f"cell type names must be non-empty strings, got {ct!r}")
             self._weights[ct] = _as_weight_frame(ct, w)
         self._params = _normalise_params(params)
         runs = tuple(runs)
         for i, r in enumerate(runs):
             if not isinstance(r, RecoveryModel):
-                raise TypeError(f"runs[{i}] must be a RecoveryModel, got {type(r).__name__}")
+                raise ParameterTypeError(f"runs[{i}] must be a RecoveryModel, got {type(r).__name__}")
         self._runs: tuple[RecoveryModel, ...] = runs
         if source is not None and not isinstance(source, str):
-            raise TypeError(f"source must be a string or None, got {type(source).__name__}")
+            raise ParameterTypeError(f"source must be a string or None, got {type(source).__name__}")
         self._source = source
 
     # -- Mapping ---------------------------------------------------------------------------
@@ -172,15 +179,7 @@ class RecoveryModel(Mapping[str, pd.DataFrame]):
     @property
     def genes(self) -> list[str]:
         """Union of the gene names (``__pos`` / ``__neg`` suffix removed), in first-seen order."""
-        out: dict[str, None] = {}
-        for w in self._weights.values():
-            for f in w.index:
-                for suf in _POSNEG_SUFFIXES:
-                    if f.endswith(suf):
-                        f = f[: -len(suf)]
-                        break
-                out[f] = None
-        return list(out)
+        return model_genes(f for w in self._weights.values() for f in w.index)
 
     @property
     def params(self) -> dict[str, Any]:

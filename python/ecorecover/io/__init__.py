@@ -8,7 +8,7 @@ compressed one is decompressed as a stream and refused once it grows past
 ``max(MIN_DECOMPRESSED_LIMIT, MAX_COMPRESSION_RATIO x its size)`` (before anything is parsed), an
 ``.rds`` may hold only vectors, lists and their attributes (no environments, closures, language
 objects...), and every name list (list names, dimnames, row names) must match what it labels.
-Problems raise :class:`ecorecover.model.ModelFileError` (a ``ValueError``) naming the file.
+Problems raise :class:`ecorecover.errors.ModelFileError` (a ``ValueError``) naming the file.
 
 The package's modules, one job each: :mod:`~ecorecover.io.bounded` (size limits and
 decompression bombs), :mod:`~ecorecover.io.rds` (the bounded ``.rds`` parser and its checks),
@@ -19,7 +19,8 @@ post-processing of their results).
 
 from __future__ import annotations
 
-from ..model import ModelFileError as ModelFileError, RecoveryModel as RecoveryModel
+from ..errors import ModelFileError as ModelFileError
+from ..model import RecoveryModel as RecoveryModel
 from .bounded import (
     MAX_COMPRESSION_RATIO as MAX_COMPRESSION_RATIO,
     MAX_MODEL_FILE_BYTES as MAX_MODEL_FILE_BYTES,

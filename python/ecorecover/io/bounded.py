@@ -3,7 +3,7 @@
 A model file is at most :data:`MAX_MODEL_FILE_BYTES` on disk; a compressed one (gzip, bzip2, xz)
 is decompressed as a stream and refused once it grows past
 ``max(MIN_DECOMPRESSED_LIMIT, MAX_COMPRESSION_RATIO x its size)``, before anything is parsed.
-Problems raise :class:`ecorecover.model.ModelFileError` naming the file.
+Problems raise :class:`ecorecover.errors.ModelFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..model import ModelFileError
+from ..errors import ModelFileError
 
 __all__ = ["MAX_MODEL_FILE_BYTES", "MIN_DECOMPRESSED_LIMIT", "MAX_COMPRESSION_RATIO", "read_bounded", "compression"]
 

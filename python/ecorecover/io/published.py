@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model import ModelFileError, RecoveryModel
+from ..errors import ModelFileError, ParameterError
+from ..model import RecoveryModel
 from .r_models import PathLike, read_r_models
 from .rds import check_r_object, has_rdata, parse_rds_file, r_text
 
@@ -59,7 +60,7 @@ def _read_se_cellstates(path: Path) -> list[list[str]]:
     for e in entries:
         se, sep, ct = e.partition("_")
         if not sep or not se or not ct:
-            raise ValueError(f"{path}: entry {e!r} is not of the form <SE>_<CellType> (e.g. SE01_Fibroblast)")
+            raise ModelFileError(f"{path}: entry {e!r} is not of the form <SE>_<CellType> (e.g. SE01_Fibroblast)")
         pairs.append([se, ct])
     return pairs
 
@@ -127,7 +128,7 @@ def load_published_models(path: PathLike) -> RecoveryModel:
     model = read_r_models(files)
     unknown = [se for se in model.se_names if se not in PUBLISHED_SE_RENAME]
     if unknown:
-        raise ValueError(f"{root}: the models hold SE names {unknown} outside SE01..SE11; not the published models?")
+        raise ModelFileError(f"{root}: the models hold SE names {unknown} outside SE01..SE11; not the published models?")
     params = model.params
     params.update(
         reader="ecorecover.load_published_models",
@@ -165,7 +166,7 @@ def apply_published_postprocess(assignments: pd.DataFrame, model: RecoveryModel 
     params = model.params if isinstance(model, RecoveryModel) else model
     post = params.get("postprocess") if isinstance(params, Mapping) else None
     if not isinstance(post, Mapping) or "se_cellstates" not in post or "rename" not in post:
-        raise ValueError(
+        raise ParameterError(
             "model carries no published post-processing metadata (params['postprocess'] with "
             "'se_cellstates' and 'rename'); use ecorecover.load_published_models"
         )

@@ -16,7 +16,8 @@ from typing import Union
 import pandas as pd
 
 from .._collate import collate_sorted
-from ..model import ModelFileError, RecoveryModel, _as_weight_frame
+from ..errors import ModelFileError, ParameterError
+from ..model import RecoveryModel, _as_weight_frame
 from .rds import has_rdata, read_rds
 from .tsv import read_tsv
 
@@ -75,7 +76,7 @@ def _model_files(path_or_paths: PathLike | Sequence[PathLike]) -> tuple[list[Pat
         return files, f"R:{root}"
     files = [Path(p) for p in path_or_paths]
     if not files:
-        raise ValueError("path_or_paths is an empty list; give at least one model file")
+        raise ParameterError("path_or_paths is an empty list; give at least one model file")
     for p in files:
         if not p.is_file():
             raise FileNotFoundError(f"model file not found: {p}")
@@ -89,7 +90,7 @@ def _read_file(p: Path) -> dict[str | None, pd.DataFrame]:
         return read_rds(p)
     if suf in (".tsv", ".tsv.gz"):
         return {None: read_tsv(p)}
-    raise ValueError(f"{p}: unknown model file type; expected .rds, .tsv or .tsv.gz")
+    raise ModelFileError(f"{p}: unknown model file type; expected .rds, .tsv or .tsv.gz")
 
 
 def _read_weights(files: list[Path]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -100,7 +101,7 @@ def _read_weights(files: list[Path]) -> tuple[dict[str, pd.DataFrame], dict[str,
         for key, w in _read_file(p).items():
             ct = cell_type_from_name(p) if key is None else key
             if ct in weights:
-                raise ValueError(f"cell type {ct!r} is given twice: by {origin[ct]} and by {p}")
+                raise ModelFileError(f"cell type {ct!r} is given twice: by {origin[ct]} and by {p}")
             if not ct:
                 raise ModelFileError(f"{p}: gives an empty cell type name")
             try:  # checked here so that the message names the file

@@ -5,7 +5,7 @@
 than the data, compact sequences expanding past it and byte code are refused. Before conversion,
 :func:`check_r_object` allows only vectors, lists and their attributes (no environments,
 closures, language objects...) and checks that every name list (list names, dimnames, row names)
-matches what it labels. Problems raise :class:`ecorecover.model.ModelFileError` naming the file.
+matches what it labels. Problems raise :class:`ecorecover.errors.ModelFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model import ModelFileError
+from ..errors import ModelFileError
 from .bounded import read_bounded
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 The first column holds the feature names, the header the SE names (R's header without a field
 for the row names is accepted); 17-digit numbers round-trip. The file is read within the limits
-of :mod:`ecorecover.io.bounded`; problems raise :class:`ecorecover.model.ModelFileError`.
+of :mod:`ecorecover.io.bounded`; problems raise :class:`ecorecover.errors.ModelFileError`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..model import ModelFileError
+from ..errors import ModelFileError
 from .bounded import read_bounded
 
 __all__ = ["read_tsv"]
