@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 import ecorecover as er
 from ecorecover import cli
-from ecorecover._train import MissingLabelWarning
+from ecorecover.training import MissingLabelWarning
 from ecorecover.preprocessing import RawCountWarning, log_normalize
 from ecorecover.simulate import simulate
 

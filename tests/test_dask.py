@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from _training_helpers import train_with_plan
 from conftest import FIXTURES, read_matrix, read_table
 
 import ecorecover
 import ecorecover._recover as _rec
 from ecorecover import preprocessing as pp
 from ecorecover._recover import RecoveryWarning, recover
-from ecorecover._train import _TRAIN_DEFAULTS, SkippedCellTypeWarning, _train
+from ecorecover.training import SkippedCellTypeWarning
 from ecorecover.preprocessing import RawCountWarning
 
 import dask.array as da  # the [test] extra brings dask[distributed]
@@ -229,9 +230,9 @@ def test_ensemble_on_the_cluster_equals_in_process(client):
     meta = read_table("train/input/meta.tsv").set_index("cell")
     x = pp.log_normalize(sp.csr_matrix(counts.to_numpy(dtype=float).T))
     adata = ad.AnnData(X=x, obs=meta.loc[counts.columns].copy(), var=pd.DataFrame(index=counts.index))
-    kw = {**_TRAIN_DEFAULTS, "progress": False, "sample_key": "Sample", "n_features_per_se": None, "seed": 1, "n_runs": 4}
+    kw = {"progress": False, "sample_key": "Sample", "n_features_per_se": None, "seed": 1, "n_runs": 4}
     with pytest.warns(SkippedCellTypeWarning):
-        local, _ = _train(adata, **kw)
+        local, _ = train_with_plan(adata, **kw)
     with pytest.warns(SkippedCellTypeWarning):
         got = ecorecover.train(adata, client=client, **{k: v for k, v in kw.items() if k != "client"})
     assert got.cell_types == local.cell_types and len(got.runs) == len(local.runs) == 4

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecorecover._train import TrainingInputError, _nmf_generate_w_details, nmf_generate_w
+from ecorecover.training import TrainingInputError, nmf_generate_w
+from ecorecover.training.generate_w import nmf_generate_w_details
 from ecorecover.nmf import update_w
 from ecorecover.preprocessing import RawCountWarning
 from ecorecover.rng import RRandom
@@ -32,7 +33,7 @@ def expression() -> dict[str, pd.DataFrame]:
 
 
 def details(fractions, expr, **kw):
-    return _nmf_generate_w_details(fractions, expr, rng=RRandom(1), **kw)  # R: set.seed(1) before the call
+    return nmf_generate_w_details(fractions, expr, rng=RRandom(1), **kw)  # R: set.seed(1) before the call
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -15,18 +15,11 @@ import scipy.sparse as sp
 
 from ecorecover._aggregate import aggregate
 from ecorecover._collate import collate_sorted
-from ecorecover._train import (
-    _TRAIN_DEFAULTS,
-    MissingLabelWarning,
-    SkippedCellTypeWarning,
-    TrainingInputError,
-    _draw_rows,
-    _selection,
-    _train,
-    train,
-)
+from ecorecover.training import MissingLabelWarning, SkippedCellTypeWarning, TrainingInputError, train
+from ecorecover.training.sampling import draw_rows
 from ecorecover.preprocessing import RawCountWarning, log_normalize
 
+from _training_helpers import train_with_plan
 from conftest import FIXTURES, max_abs_diff, read_matrix, read_table
 
 CELL_TYPES = ["B", "CD4T", "CD8T", "DC", "Endothelial", "Fibroblast", "Macrophage", "NK", "Plasma"]
@@ -58,7 +51,7 @@ def adata(counts, meta) -> ad.AnnData:
 def run(data, **kw):
     """train() with its plan; R skips Epithelial and Malignant (only nonSE) silently, we warn."""
     with pytest.warns(SkippedCellTypeWarning, match="Epithelial.*Malignant"):
-        return _train(data, **{**_TRAIN_DEFAULTS, "progress": False, **kw})
+        return train_with_plan(data, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +75,7 @@ def test_train_matches_r(trained, variant):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_selected_cells_and_genes_match_r(trained, variant):
     _, plan = trained[variant]
-    sel = _selection(plan)
+    sel = plan.selection()
     cells = read_table("train/selected_cells.tsv.gz")
     genes = read_table("train/selected_genes.tsv.gz")
     for ct in CELL_TYPES:
@@ -118,12 +111,12 @@ def test_draws_reproduce_r_sequence():
         blocks = [lay.cell[lay.Sample == s].to_numpy() for s in samples]  # 1-based positions
         positions = np.concatenate(blocks)
         sizes = [len(b) for b in blocks]
-        rows, _ = _draw_rows(sizes, seed=int(seed), balance=True, downsample=None, min_cells=20, with_samples=True)
+        rows, _ = draw_rows(sizes, seed=int(seed), balance=True, downsample=None, min_cells=20, with_samples=True)
         bal = d[d.stage == "balance"].sort_values("i")
         assert bal.target.iloc[0] == max(int(np.floor(np.median(sizes))), 20)
         np.testing.assert_array_equal(positions[rows], bal.value.to_numpy())
         ds = d[d.stage == "downsample"].sort_values("i")
-        rows2, _ = _draw_rows(sizes, seed=int(seed), balance=True, downsample=2500, min_cells=20, with_samples=True)
+        rows2, _ = draw_rows(sizes, seed=int(seed), balance=True, downsample=2500, min_cells=20, with_samples=True)
         if len(ds):
             np.testing.assert_array_equal(rows2, rows[ds.value.to_numpy() - 1])
         else:

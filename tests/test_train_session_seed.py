@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from ecorecover._train import _TRAIN_DEFAULTS, _layout, _session_streams, _train, train
+from ecorecover.training import train
+from ecorecover.training.layout import layout
+from ecorecover.training.sampling import DrawOptions
+from ecorecover.training.streams import session_streams
 from ecorecover.preprocessing import log_normalize
 from ecorecover.rng import RRandom
 
+from _training_helpers import train_with_plan
 from conftest import FIXTURES, max_abs_diff, read_matrix, read_table
 
 CELL_TYPES = ["B", "CD4T", "CD8T", "DC", "Endothelial", "Fibroblast", "Macrophage", "NK", "Plasma"]
@@ -34,7 +38,7 @@ def adata() -> ad.AnnData:
 def run(data, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Epithelial/Malignant (only nonSE) get no model
-        return _train(data, **{**_TRAIN_DEFAULTS, "progress": False, **kw})
+        return train_with_plan(data, **kw)
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -68,9 +72,10 @@ def test_exact_tie_decided_by_r_session_stream(adata):
 def test_plasma_w0_is_r_initial_w(adata):
     """The stream reaches Plasma after runif(m * k) of B..NK: its W0 is R's, bit for bit."""
     _, plan = run(adata, session_seed=1)
-    streams = _session_streams(plan.prepared, seed=2024, session_seed=1, draw_kw=dict(DRAW_KW, downsample=2500))
-    lay = _layout(plan.prepared["Plasma"], seed=2024, downsample=2500, **DRAW_KW)
-    m, k = lay.fgene.size, len(lay.ses)
+    draw = DrawOptions(downsample=2500, **DRAW_KW)
+    streams = session_streams(plan.fits.prepared, seed=2024, session_seed=1, draw_options=draw)
+    lay = layout(plan.fits.prepared["Plasma"], seed=2024, draw_options=draw)
+    m, k = lay.features.gene.size, len(lay.ses)
     w0 = streams["Plasma"].generator().runif(m * k).reshape(k, m).T
     exp = read_matrix("train_session_seed/plasma_internals/W0.tsv.gz")
     assert exp.shape == (m, k) and list(exp.columns) == lay.ses
@@ -82,15 +87,15 @@ def test_a_set_seed_inside_restarts_the_session_stream(adata):
     """downsample=300: B, CD4T, CD8T are downsampled (set.seed(2024) + sample.int), DC is not, so
     DC's W0 follows CD8T's draws and CD8T's own W0 on that seeded stream."""
     _, plan = run(adata, session_seed=1, downsample=300)
-    kw = dict(DRAW_KW, downsample=300)
-    streams = _session_streams(plan.prepared, seed=2024, session_seed=1, draw_kw=kw)
-    cd8 = _layout(plan.prepared["CD8T"], seed=2024, **kw)
-    dc = _layout(plan.prepared["DC"], seed=2024, **kw)
-    assert cd8.rng is not None and dc.rng is None and len(plan.prepared["CD8T"].cells) == 733
+    draw = DrawOptions(downsample=300, **DRAW_KW)
+    streams = session_streams(plan.fits.prepared, seed=2024, session_seed=1, draw_options=draw)
+    cd8 = layout(plan.fits.prepared["CD8T"], seed=2024, draw_options=draw)
+    dc = layout(plan.fits.prepared["DC"], seed=2024, draw_options=draw)
+    assert cd8.rng is not None and dc.rng is None and len(plan.fits.prepared["CD8T"].cells) == 733
     r = RRandom(2024)
     r.sample_int(733, 300)
-    r.runif(cd8.fgene.size * len(cd8.ses))
-    expected = r.runif(dc.fgene.size * len(dc.ses))
+    r.runif(cd8.w0_size)
+    expected = r.runif(dc.w0_size)
     assert np.array_equal(streams["DC"].generator().runif(expected.size), expected)
 
 

@@ -19,7 +19,7 @@ from . import errors, nmf, pl, preprocessing, rng, spatial  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
 from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
 from ._versions import show_versions  # noqa: E402
-from ._train import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
+from .training import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
 from .io import apply_published_postprocess, load_published_models, read_r_models  # noqa: E402
 from .deconvolution import DeconvolutionWarning, deconvolve  # noqa: E402
 from .model import ModelFileError, RecoveryModel, load_model  # noqa: E402

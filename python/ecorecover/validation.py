@@ -35,7 +35,7 @@ import pandas as pd
 from . import _collate
 from ._input_data import check_nonnegative, check_writable, record_written, select_matrix
 from ._labels import label_column
-from ._train import TrainingInputError, train
+from .training import TrainingInputError, train
 from ._validation import resolve_n_jobs
 from .rng import RRandom
 

@@ -59,7 +59,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _recover as _rec
-from .. import _train as _tr
+from ..training import api as _tr
 from .._validation import resolve_n_jobs
 
 __all__ = ["recover", "train", "get_client"]
