@@ -56,7 +56,7 @@ def _recover_fn() -> Any:
 
     fn = getattr(ecorecover, "recover", None)
     if fn is None:
-        from ecorecover._recover import recover as fn
+        from ecorecover.recovery import recover as fn
     return fn
 
 

@@ -9,7 +9,7 @@ the R fixtures in tests/fixtures:
   ``nmf_generate_w/nfeature150_perse20``): bytes of the result and the iteration count;
 - ``preprocessing.scale`` (both methods) and ``log_normalize`` on ``scale/input.tsv``;
 - ``rng.RRandom``: ``runif`` and ``sample_int`` streams;
-- when ``ecorecover._recover.recover`` exists: an exact-mode recovery of the kernel fixture's
+- when ``ecorecover.recover`` exists: an exact-mode recovery of the kernel fixture's
   90 cells with its 11-SE model, with and without scaling.
 
 Each entry is a SHA-256 of the result's bytes plus a few readable facts (shape, iterations), so
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -87,22 +86,20 @@ def workload(fixtures: Path, n_jobs: int | None) -> dict[str, Any]:
     out["rng.runif"] = {"sha256": _sha(r.runif(1000))}
     out["rng.sample_int"] = {"sha256": _sha(r.sample_int(500, 200))}
 
-    if importlib.util.find_spec("ecorecover._recover") is not None:
-        from ecorecover import _recover
-
-        if hasattr(_recover, "recover"):
-            data = _matrix(k / "input_scaled.tsv.gz")  # genes x cells, as R
-            model = {"DC": _matrix(k / "W_model.tsv")}
-            for scale in (False, True):
-                table = _recover.recover(
-                    data, model, celltypes=["DC"] * data.shape[1], scale=scale, mode="exact",
-                    progress=False, n_jobs=n_jobs,
-                )
-                # R's RecoverSE columns (recover() adds a derived boolean "scored" column after them)
-                table = table.drop(columns=["scored"], errors="ignore")
-                out[f"recover/exact/scale={scale}"] = _frame_digest(table)
+    recover = getattr(ecorecover, "recover", None)
+    if recover is not None:
+        data = _matrix(k / "input_scaled.tsv.gz")  # genes x cells, as R
+        model = {"DC": _matrix(k / "W_model.tsv")}
+        for scale in (False, True):
+            table = recover(
+                data, model, celltypes=["DC"] * data.shape[1], scale=scale, mode="exact",
+                progress=False, n_jobs=n_jobs,
+            )
+            # R's RecoverSE columns (recover() adds a derived boolean "scored" column after them)
+            table = table.drop(columns=["scored"], errors="ignore")
+            out[f"recover/exact/scale={scale}"] = _frame_digest(table)
     else:
-        print("compare_builds: ecorecover._recover not present, recovery skipped", file=sys.stderr)
+        print("compare_builds: ecorecover.recover not present, recovery skipped", file=sys.stderr)
     return out
 
 

@@ -74,7 +74,7 @@ def _same_weights(a, b) -> None:
 
 
 def test_array_runs_aggregate_and_recover_equal_the_api(files, tmp_path):
-    from ecorecover._recover import recover
+    from ecorecover.recovery import recover
     from ecorecover.training import train
     from ecorecover.model import load_model
 

@@ -19,9 +19,9 @@ from _training_helpers import train_with_plan
 from conftest import FIXTURES, read_matrix, read_table
 
 import ecorecover
-import ecorecover._recover as _rec
+import ecorecover.recovery.api as rec_api
 from ecorecover import preprocessing as pp
-from ecorecover._recover import RecoveryWarning, recover
+from ecorecover.recovery import RecoveryWarning, recover
 from ecorecover.training import SkippedCellTypeWarning
 from ecorecover.preprocessing import RawCountWarning
 
@@ -104,20 +104,21 @@ def _same_bytes(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(_rec, "_block_size", lambda n_cols: BLOCK)
+    monkeypatch.setattr(rec_api, "block_size", lambda n_cols: BLOCK)
 
 
 class _StatsSpy:
-    """Records (engine class, mean, sd, number of blocks) when an engine finishes its statistics."""
+    """Records (engine class, mean, sd, number of blocks) when recover()'s statistics are done."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, np.ndarray, np.ndarray, int]] = []
-        self.finish = _rec._Engine._finish_pass2
+        compute = rec_api.compute_statistics
         spy = self
 
-        def record(engine, sq):
-            spy.finish(engine, sq)
-            spy.seen.append((type(engine).__name__, engine.mean.copy(), engine.sd.copy(), len(getattr(engine, "bounds", []))))
+        def record(engine, *args, **kwargs):
+            stats = compute(engine, *args, **kwargs)
+            spy.seen.append((type(engine).__name__, stats.mean.copy(), stats.sd.copy(), len(getattr(engine, "bounds", []))))
+            return stats
 
         self.record = record
 
@@ -128,7 +129,7 @@ def local_exact(data, models):
     _, x, obs, var = data
     spy = _StatsSpy()
     mp = pytest.MonkeyPatch()
-    mp.setattr(_rec._Engine, "_finish_pass2", spy.record)
+    mp.setattr(rec_api, "compute_statistics", spy.record)
     try:
         res = _quiet(recover, ad.AnnData(x, obs=obs.copy(), var=var.copy()), models)
     finally:
@@ -141,7 +142,7 @@ def test_exact_recovery_of_a_dask_backed_dataset(client, data, models, stores, l
     _, x, obs, var = data
     local_exact, (n1, mean_l, sd_l, _) = local_exact
     spy = _StatsSpy()
-    monkeypatch.setattr(_rec._Engine, "_finish_pass2", spy.record)
+    monkeypatch.setattr(rec_api, "compute_statistics", spy.record)
     lazy = _lazy_sparse(stores, obs, var)
     assert type(lazy.X).__module__.startswith("dask")
     got = _quiet(recover, lazy, models, client=client)
@@ -152,7 +153,7 @@ def test_exact_recovery_of_a_dask_backed_dataset(client, data, models, stores, l
     # The per-gene means and sds (sequential sums in cell order) are bit-identical although
     # the dask sums were folded block by block over 8 blocks read in parallel ...
     ((n2, mean_d, sd_d, n_blocks),) = spy.seen
-    assert (n1, n2) == ("_Engine", "_DaskEngine") and n_blocks == 8
+    assert (n1, n2) == ("ThreadEngine", "DaskEngine") and n_blocks == 8
     assert mean_d.tobytes() == mean_l.tobytes() and sd_d.tobytes() == sd_l.tobytes()
     # ... whereas adding per-block partial sums would not be (so the check above can fail).
     ref = read_table("recover/recoverse_train_models/assignments.tsv.gz").set_index("CID")

@@ -20,7 +20,7 @@ from conftest import max_abs_diff, read_lines, read_matrix
 
 from ecorecover.deconvolution import DeconvolutionWarning, deconvolve
 from ecorecover.io import read_r_models
-from ecorecover._recover import GeneMatchError
+from ecorecover.errors import GeneMatchError
 
 SCORE_TOL = 1e-6  # acceptance for scores (README: 1e-6 scores, 1e-9 raw H)
 H_TOL = 1e-9

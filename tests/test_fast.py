@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from conftest import max_abs_diff, read_matrix, read_table
 
 from ecorecover import preprocessing as pp
-from ecorecover._recover import RecoveryWarning, recover
+from ecorecover.recovery import RecoveryWarning, recover
 from ecorecover.nmf import solve_h_fast
 
 TRAIN_TYPES = ["B", "CD4T", "CD8T", "DC", "Endothelial", "Fibroblast", "Macrophage", "NK", "Plasma"]

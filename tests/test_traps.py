@@ -17,7 +17,7 @@ from conftest import read_matrix, read_table
 
 import ecorecover as er
 from ecorecover import preprocessing as pp
-from ecorecover._recover import OUTPUT_COLUMNS, GeneMatchError, RecoveryWarning, recover
+from ecorecover.recovery import OUTPUT_COLUMNS, GeneMatchError, RecoveryWarning, recover
 from ecorecover.validation import ValidationWarning, loocv, metrics
 
 

@@ -235,7 +235,7 @@ def test_loocv_leave_one_out(small):
     # A split is exactly train(other samples) + recover(held-out sample).
     seed = info["seeds"][0]
     ref_model = er.train(small[smp != "S2"].copy(), sample_key="Sample", seed=seed, progress=False)
-    from ecorecover._recover import recover
+    from ecorecover.recovery import recover
 
     test = small[smp == "S2"].copy()
     res = recover(test, ref_model, progress=False, key_added="pred")

@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from . import errors, nmf, pl, preprocessing, rng, spatial  # noqa: E402
 from ._aggregate import AggregateWarning, aggregate  # noqa: E402
-from ._recover import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
+from .recovery import GeneMatchError, RecoveryWarning, nmf_predict, recover  # noqa: E402
 from ._versions import show_versions  # noqa: E402
 from .training import SkippedCellTypeWarning, TrainingInputError, nmf_generate_w, train  # noqa: E402
 from .io import apply_published_postprocess, load_published_models, read_r_models  # noqa: E402
@@ -26,6 +26,7 @@ from .model import ModelFileError, RecoveryModel, load_model  # noqa: E402
 from .validation import ValidationWarning, loocv, metrics  # noqa: E402
 from .markers import MarkerWarning, marker_expression, read_r_markers  # noqa: E402
 from .pseudobulk import pseudobulks  # noqa: E402
+from . import dask as dask  # noqa: E402  (registers the Dask engine of recover(..., client=))
 
 __all__ = [
     "__version__",

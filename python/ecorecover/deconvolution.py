@@ -13,7 +13,7 @@ as R does (METHOD.md sections 4, 5 and 7):
    ``set.seed(39)`` initial H, KL H-steps under NMF's connectivity stopping rule;
 4. optionally each sample's scores are divided by their sum (R's ``sum2one``).
 
-The runs themselves are :func:`ecorecover._recover.nmf_predict` (``scale=False``).
+The runs themselves are :func:`ecorecover.nmf_predict` (``scale=False``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import preprocessing as _pp
-from ._recover import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
+from .recovery import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
 from ._validation import resolve_n_jobs
 
 __all__ = ["deconvolve", "DeconvolutionWarning"]

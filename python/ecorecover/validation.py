@@ -210,7 +210,7 @@ def _run_split(
 ) -> tuple[_Split, list[str], np.ndarray | None, np.ndarray | None, np.ndarray | None, str | None]:
     """Train on the split's training cells, recover its test cells: (split, cell types trained,
     SE, PredScore, scored, failure)."""
-    from ._recover import recover
+    from .recovery import recover
 
     cols = list(dict.fromkeys([keys["celltype_key"], keys["se_key"], keys["sample_key"]]))
     tr = _subset(adata, sp.train_rows, cols, *matrix)

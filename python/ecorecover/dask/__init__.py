@@ -50,19 +50,30 @@ See ``docs/distributed.md``.
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
-from .. import _recover as _rec
 from ..training import api as _tr
-from .._validation import resolve_n_jobs
+from ..recovery import recover as _recover
+from ..recovery.engine import progress_bar, register_client_engine
+from ..recovery.inputs import resolve_threads
+from ..recovery.plan import RunPiece, RunPlan, join_pieces, runs_in_block
+from ..recovery.solvers import RunResult, SolveJob, solve_run
+from ..recovery.source import RowSource, as_csr_block, dask_columns, is_dask, is_range
+from ..recovery.statistics import (
+    BlockScan, Moments, Pass1Job, Pass1Part, Pass1Result, Pass2Job, RunModel, fold_squares, log_transform,
+    pass1_block, pass2_block, scan_block,
+)
 
-__all__ = ["recover", "train", "get_client"]
+__all__ = ["DaskEngine", "get_client", "recover", "train"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 
 def _distributed() -> Any:
@@ -125,8 +136,8 @@ def recover(adata: Any, model: Mapping[str, Any], *, client: Any = None, **kwarg
     As :func:`ecorecover.recover`: the same table and the same fields in ``adata``, bit for
     bit the in-process results (exact and fast modes).
     """
-    resolve_n_jobs(kwargs.get("n_jobs"))  # ignored here, but a bad value is still an error
-    return _rec.recover(adata, model, client=get_client(client), **kwargs)
+    resolve_threads(kwargs.get("n_jobs"))  # ignored here, but a bad value is still an error
+    return _recover(adata, model, client=get_client(client), **kwargs)
 
 
 def train(adata: Any, *, client: Any = None, **kwargs: Any) -> Any:
@@ -145,36 +156,36 @@ def train(adata: Any, *, client: Any = None, **kwargs: Any) -> Any:
     **kwargs
         Every other argument of :func:`ecorecover.train` (``n_runs``, ``seed``, ...).
     """
-    resolve_n_jobs(kwargs.get("n_jobs"))  # before looking for a client
+    resolve_threads(kwargs.get("n_jobs"))  # before looking for a client
     return _tr.train(adata, client=get_client(client), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
-# Recovery engine
+# Recovery engine: ecorecover.recovery.engine.Engine on a cluster
 
 
 def _threads(client: Any) -> int:
     return max(1, int(sum(client.nthreads().values())))
 
 
-class _Source:
+class _Blocks:
     """The input restricted to the kept columns, cut into row blocks that live on the workers:
     a dask array's blocks are read there; an in-memory matrix's blocks are sent there."""
 
-    def __init__(self, rows: _rec._Rows, block_size: int) -> None:
+    def __init__(self, rows: RowSource, block_size: int) -> None:
         x = rows.x
         self.dask: Any = None
         self.local: Any = None
         if rows.genes_by_cells:  # a genes x cells ndarray (DataFrame input)
             self.local = np.asarray(x)[rows.cols].T
-        elif _rec._is_dask(x):
+        elif is_dask(x):
             if x.ndim != 2:
                 raise ValueError(f"the expression matrix must be 2-dimensional, got shape {x.shape}")
             if x.dtype.kind not in "iuf":
                 raise TypeError(f"the expression matrix must hold numbers, got dtype {x.dtype}")
-            self.dask = _rec._dask_columns(x, rows.cols)
+            self.dask = dask_columns(x, rows.cols)
         elif sp.issparse(x):
-            self.local = sp.csr_matrix(x)[:, rows.cols] if not _rec._is_range(rows.cols) else sp.csr_matrix(x)
+            self.local = sp.csr_matrix(x)[:, rows.cols] if not is_range(rows.cols) else sp.csr_matrix(x)
         elif isinstance(x, np.ndarray):
             self.local = x[:, rows.cols]
         else:
@@ -183,8 +194,8 @@ class _Source:
                 f"{type(x).__module__}.{type(x).__name__}; open the file with anndata.experimental.read_lazy "
                 "(or read_elem_lazy) so that the workers can read it"
             )
-        n = self.local.shape[0] if self.dask is None else self.dask.shape[0]
-        chunks = tuple(int(c) for c in self.dask.chunks[0]) if self.dask is not None else _even(n, block_size)
+        self.n = int(self.local.shape[0] if self.dask is None else self.dask.shape[0])
+        chunks = tuple(int(c) for c in self.dask.chunks[0]) if self.dask is not None else _even(self.n, block_size)
         self.bounds = _bounds(chunks, block_size)
 
     def block(self, client: Any, a: int, b: int) -> Any:
@@ -213,7 +224,8 @@ def _bounds(chunks: tuple[int, ...], block_size: int) -> list[tuple[int, int]]:
     return out
 
 
-# Worker-side functions (module level so that they pickle by reference).
+# Worker-side functions (module level so that they pickle by reference): each is one of
+# recovery's per-block functions applied to a block that lives on the worker.
 
 
 def _aligned(a: Any) -> Any:
@@ -232,72 +244,67 @@ def _aligned(a: Any) -> Any:
     return a
 
 
-def _p1_map(blk: Any, grp: np.ndarray, scale: bool, g_n: int, k_cols: int, first: bool, fired: bool) -> tuple:
-    blk = _rec._as_csr_block(_aligned(blk), None)
-    scan = bad = None
-    if first:
-        bad = _rec._first_nonfinite(blk)
-        scan = _rec._scan_block(blk)
-    part = _rec._pass1_block(_rec._transform(blk, fired), grp, scale, g_n, k_cols)
-    return scan, bad, part
+def _csr(blk: Any, fired: bool) -> sp.csr_matrix:
+    return log_transform(as_csr_block(_aligned(blk), None), fired)
 
 
-def _p1_small(res: tuple) -> tuple:
-    scan, bad, part = res
-    return scan, bad, part.omitted
+def _p1_map(
+    blk: Any, grp: npt.NDArray[np.integer], job: Pass1Job,
+) -> tuple[BlockScan | None, Pass1Part]:
+    raw = as_csr_block(_aligned(blk), None)
+    scan = scan_block(raw, job.find_negative) if job.first else None
+    return scan, pass1_block(log_transform(raw, job.fired), grp, job.scale, job.n_groups, job.n_cols)
 
 
-def _p1_fold(acc: _rec._Moments1 | None, res: tuple, size: int) -> _rec._Moments1:
-    acc = _rec._Moments1(size) if acc is None else _copy.deepcopy(acc)
-    return acc.fold(res[2])
+def _p1_small(res: tuple[BlockScan | None, Pass1Part]) -> tuple[BlockScan | None, npt.NDArray[np.bool_] | None]:
+    return res[0], res[1].omitted
 
 
-def _p2_map(blk: Any, grp: np.ndarray, mean: np.ndarray, k_cols: int, fired: bool) -> tuple[np.ndarray, np.ndarray]:
-    blk = _rec._transform(_rec._as_csr_block(_aligned(blk), None), fired)
-    return _rec._pass2_block(blk, grp, mean, k_cols)
+def _p1_fold(acc: Moments | None, res: tuple[BlockScan | None, Pass1Part], size: int) -> Moments:
+    acc = Moments(size) if acc is None else _copy.deepcopy(acc)
+    return acc.fold(res[1])
 
 
-def _p2_fold(sq: np.ndarray | None, part: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
-    sq = np.zeros(size) if sq is None else sq.copy()
-    np.add.at(sq, part[0], part[1])
-    return sq
+def _p2_map(blk: Any, grp: npt.NDArray[np.integer], mean: F64, k_cols: int, fired: bool) -> tuple[I64, F64]:
+    return pass2_block(_csr(blk, fired), grp, mean, k_cols)
 
 
-def _extract(blk: Any, rid: np.ndarray, a: int, fired: bool) -> dict[int, tuple[np.ndarray, sp.csr_matrix]]:
-    """The rows of each run in the block: run -> (global rows, CSR of those rows)."""
-    blk = _rec._transform(_rec._as_csr_block(_aligned(blk), None), fired)
-    out = {}
-    for r in np.unique(rid[rid >= 0]):
-        local = np.flatnonzero(rid == r)
-        out[int(r)] = (local + a, blk[local])
-    return out
+def _p2_fold(sq: F64 | None, part: tuple[I64, F64], size: int) -> F64:
+    return fold_squares(np.zeros(size) if sq is None else sq.copy(), part)
 
 
-def _run_task(
-    pieces: list[tuple[np.ndarray, sp.csr_matrix]], mode: str, gi: int, ri: int, payload: tuple,
-    sum_to_one: bool, details: bool,
-) -> _rec._RunResult:
-    g, mean, sd, const = payload
-    mean, sd, const = _aligned(mean), _aligned(sd), _aligned(const)
-    rows = np.concatenate([p[0] for p in pieces])
-    x = sp.vstack([p[1] for p in pieces], format="csr")
-    return _rec._solve_run(mode, gi, ri, g, x, rows, mean, sd, const, sum_to_one, 1, details)  # type: ignore[arg-type]
+def _extract(blk: Any, rid: I64, a: int, fired: bool) -> dict[int, RunPiece]:
+    return runs_in_block(_csr(blk, fired), rid, a)
 
 
-class _DaskEngine(_rec._Engine):
-    """:class:`ecorecover._recover._Engine` with its passes as tasks on a Dask cluster."""
+def _run_task(pieces: list[RunPiece], job: SolveJob, gi: int, ri: int, model: RunModel) -> RunResult:
+    model = RunModel(model.group, _aligned(model.mean), _aligned(model.sd), _aligned(model.const))
+    run = join_pieces(pieces)
+    return solve_run(job, gi, ri, model, run.x, run.rows, 1)
 
-    def __init__(self, rows: _rec._Rows, groups: list, group_of_row: np.ndarray, *, client: Any, **kw: Any) -> None:
-        super().__init__(rows, groups, group_of_row, **kw)
+
+class DaskEngine:
+    """:class:`ecorecover.recovery.engine.Engine` with the blocks' parts and the runs as tasks on
+    a Dask cluster (see the module docstring)."""
+
+    def __init__(self, source: RowSource, block_size: int, client: Any) -> None:
         self.client = get_client(client)
-        self.source = _Source(rows, self.block_size)
-        self.bounds = self.source.bounds
+        self.blocks = _Blocks(source, block_size)
+        self.bounds = self.blocks.bounds
         self.window = 2 * _threads(self.client)
 
-    def _block(self, a: int, b: int) -> Any:
-        return self.source.block(self.client, a, b)
+    @classmethod
+    def build(cls, source: RowSource, block_size: int, threads: int, client: Any) -> DaskEngine:
+        """The engine for ``recover(..., client=client)`` (``threads``: the cluster's, ignored)."""
+        return cls(source, block_size, client)
 
-    def _chain(self, n_blocks: int, submit_map: Any, fold: Any, size: int, small: Any = None) -> tuple[Any, list]:
+    def _block(self, a: int, b: int) -> Any:
+        return self.blocks.block(self.client, a, b)
+
+    def _chain(
+        self, submit_map: Callable[[int], Any], fold: Callable[..., Any], size: int,
+        small: Callable[[Any], Any] | None = None,
+    ) -> tuple[Any, list[Any]]:
         """Map tasks over the blocks and a fold chain over their results in block order; at
         most ``window`` blocks ahead of the fold. Returns the last fold's result and, when
         ``small`` is given, ``small`` of every map result (gathered)."""
@@ -306,11 +313,11 @@ class _DaskEngine(_rec._Engine):
         acc = None
         folds: list[Any] = []
         smalls = []
-        for i in range(n_blocks):
+        for i in range(len(self.bounds)):
             if i >= self.window:
                 distributed.wait(folds[i - self.window])
                 folds[i - self.window] = None  # keep only the last few running sums
-            res = submit_map(i)
+            res = client.submit(*submit_map(i))
             if small is not None:
                 smalls.append(client.submit(small, res))
             acc = client.submit(fold, acc, res, size)
@@ -319,92 +326,73 @@ class _DaskEngine(_rec._Engine):
         out = acc.result() if acc is not None else None
         return out, client.gather(smalls) if small is not None else []
 
-    def statistics(self) -> None:
-        client = self.client
-        g_n, k_cols = len(self.groups), len(self.rows.cols)
-        size = g_n * k_cols
-        gor = self.gor.astype(np.int32 if len(self.groups) < 2**31 else np.int64)
-        for attempt in range(2):
-            first, fired = attempt == 0, self.guard_fired
+    def _groups_dtype(self, n_groups: int) -> type[np.integer[Any]]:
+        return np.int32 if n_groups < 2**31 else np.int64
 
-            def p1(i: int, first: bool = first, fired: bool = fired) -> Any:
-                a, b = self.bounds[i]
-                return client.submit(_p1_map, self._block(a, b), gor[a:b], self.scale, g_n, k_cols, first, fired)
+    def pass1(self, job: Pass1Job, on_scan: Callable[[int, BlockScan], None]) -> Pass1Result:
+        gor = job.group_of_row.astype(self._groups_dtype(job.n_groups))
+        small_job = Pass1Job(np.zeros(0, dtype=np.int64), job.scale, job.n_groups, job.n_cols, job.first, job.fired,
+                             job.find_negative)
 
-            acc, smalls = self._chain(len(self.bounds), p1, _p1_fold, size, small=_p1_small)
-            if acc is None:
-                acc = _rec._Moments1(size)
-            self.omitted[:] = False
-            mn, mx, any_implicit_zero = np.inf, -np.inf, False
-            for (a, b), (scan, bad, om) in zip(self.bounds, smalls):
-                if first:
-                    if bad is not None:
-                        self._raise_nonfinite(a, *bad)
-                    mn, mx, any_implicit_zero = min(mn, scan[0]), max(mx, scan[1]), any_implicit_zero or scan[2]
-                if om is not None:
-                    self.omitted[a:b] = om
-            if first:
-                self._check_negative(mn)
-            if first and self.guard and self._guard_fires(mn, mx, any_implicit_zero):
-                self.guard_fired = True
-                continue
-            break
-        self._finish_pass1(acc)
-        if not self.scale:
-            return
-        mean = client.scatter(self.mean, broadcast=True)
-        fired = self.guard_fired
-
-        def p2(i: int) -> Any:
+        def p1(i: int) -> tuple[Any, ...]:
             a, b = self.bounds[i]
-            return client.submit(_p2_map, self._block(a, b), self._scored_groups(a, b).astype(gor.dtype), mean, k_cols, fired)
+            return _p1_map, self._block(a, b), gor[a:b], small_job
 
-        sq, _ = self._chain(len(self.bounds), p2, _p2_fold, size)
-        self._finish_pass2(sq if sq is not None else np.zeros(size))
+        acc, smalls = self._chain(p1, _p1_fold, job.size, small=_p1_small)
+        omitted = np.zeros(self.blocks.n, dtype=bool)
+        for (a, b), (scan, om) in zip(self.bounds, smalls):
+            if scan is not None:
+                on_scan(a, scan)
+            if om is not None:
+                omitted[a:b] = om
+        return Pass1Result(acc if acc is not None else Moments(job.size), omitted)
 
-    def run(self) -> None:
+    def pass2(self, job: Pass2Job) -> F64:
+        size = len(job.mean)
+        mean = self.client.scatter(job.mean, broadcast=True)
+        dtype = self._groups_dtype(int(job.group_of_row.max(initial=0)) + 1)
+
+        def p2(i: int) -> tuple[Any, ...]:
+            a, b = self.bounds[i]
+            return _p2_map, self._block(a, b), job.group_of_row[a:b].astype(dtype), mean, job.n_cols, job.fired
+
+        sq, _ = self._chain(p2, _p2_fold, size)
+        return sq if sq is not None else np.zeros(size)
+
+    def solve(
+        self, plan: RunPlan, models: list[RunModel], job: SolveJob, *, fired: bool, progress: bool,
+    ) -> list[RunResult]:
+        if not plan.runs:
+            return []
         distributed = _distributed()
         client = self.client
-        run_of_row, runs = self._plan()
-        if not runs:
-            return
-        # Per run: the blocks holding its rows; a run is submitted at its last block.
-        last = np.full(len(runs), -1, dtype=np.int64)
-        for i, (a, b) in enumerate(self.bounds):
-            rid = run_of_row[a:b]
-            last[np.unique(rid[rid >= 0])] = i
+        last = plan.last_block(self.bounds)  # a run is submitted at its last block
         payloads: dict[int, Any] = {}
         pieces: dict[int, list[Any]] = {}
         pending: set[Any] = set()
-        bar = _rec._progress_bar(len(runs), self.progress, f"ecorecover.recover: runs ({self.mode})")
+        results: list[RunResult] = []
+        bar = progress_bar(len(plan.runs), progress, f"ecorecover.recover: runs ({job.mode})")
 
         def collect(done: Any) -> None:
             for f in done:
-                self.results.append(f.result())
+                results.append(f.result())
                 bar.update(1)
 
         try:
             for i, (a, b) in enumerate(self.bounds):
-                rid = run_of_row[a:b]
+                rid = plan.run_of_row[a:b]
                 present = np.unique(rid[rid >= 0])
                 if present.size == 0:
                     continue
-                ext = client.submit(_extract, self._block(a, b), rid, a, self.guard_fired)
+                ext = client.submit(_extract, self._block(a, b), rid, a, fired)
                 for r in present.tolist():
                     pieces.setdefault(r, []).append(client.submit(operator.getitem, ext, r))
                 del ext
                 for r in present[last[present] == i].tolist():
-                    gi, ri, _ = runs[r]
+                    gi, ri, _ = plan.runs[r]
                     if gi not in payloads:
-                        g, mean, sd, const = self._group_args(gi)
-                        g = dataclasses.replace(g, rows=np.zeros(0, dtype=np.int64))
-                        payloads[gi] = client.scatter((g, mean, sd, const), broadcast=True, hash=False)
-                    pending.add(
-                        client.submit(
-                            _run_task, pieces.pop(r), self.mode, gi, ri, payloads[gi], self.sum_to_one,
-                            self.keep_details, pure=False,
-                        )
-                    )
+                        payloads[gi] = client.scatter(models[gi], broadcast=True, hash=False)
+                    pending.add(client.submit(_run_task, pieces.pop(r), job, gi, ri, payloads[gi], pure=False))
                     while len(pending) >= self.window:
                         done = distributed.wait(pending, return_when="FIRST_COMPLETED")
                         pending = set(done.not_done)
@@ -416,4 +404,7 @@ class _DaskEngine(_rec._Engine):
             for f in pending:
                 f.cancel()
             bar.close()
-        self.results.sort(key=lambda r: (r.group, r.run))
+        return sorted(results, key=lambda r: (r.group, r.run))
+
+
+register_client_engine(DaskEngine.build)

@@ -1,0 +1,176 @@
+"""Where recovery's work runs: the :class:`Engine` interface, and the in-process engine.
+
+The pipeline asks an engine for three things over the input's row blocks: pass 1 and pass 2 of
+the statistics (:mod:`~ecorecover.recovery.statistics`) and the runs
+(:mod:`~ecorecover.recovery.solvers`). An engine decides where each block's part is computed;
+it always uses the same per-block functions and folds the parts in cell order, so every engine
+gives the same bits. :class:`ThreadEngine` reads the blocks in this process and solves runs in
+a thread pool; :mod:`ecorecover.dask` registers an engine for a Dask client
+(:func:`register_client_engine`), which :func:`make_engine` picks when ``client`` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _core
+from .plan import RunPiece, RunPlan, join_pieces, runs_in_block
+from .solvers import RunResult, SolveJob, solve_run
+from .source import RowSource
+from .statistics import (
+    BlockScan, Moments, Pass1Job, Pass1Result, Pass2Job, RunModel, fold_squares, log_transform, pass1_block,
+    pass2_block, scan_block,
+)
+
+__all__ = [
+    "Engine", "EngineFactory", "Progress", "ThreadEngine", "make_engine", "progress_bar", "register_client_engine",
+]
+
+F64 = npt.NDArray[np.float64]
+
+
+class Engine(Protocol):
+    """What the recovery pipeline needs of an execution engine (see the module docstring)."""
+
+    def pass1(self, job: Pass1Job, on_scan: Callable[[int, BlockScan], None]) -> Pass1Result:
+        """Pass 1 over every block. With ``job.first``, ``on_scan(first row, scan)`` is called
+        for every block in cell order (it raises on bad data)."""
+        ...
+
+    def pass2(self, job: Pass2Job) -> F64:
+        """Pass 2 over every block: the squared deviations per slot, folded in cell order."""
+        ...
+
+    def solve(
+        self, plan: RunPlan, models: list[RunModel], job: SolveJob, *, fired: bool, progress: bool,
+    ) -> list[RunResult]:
+        """Every run of ``plan``; the results sorted by (group, run)."""
+        ...
+
+
+#: Builds an engine from the input's row source, its block size, the thread count and a client.
+EngineFactory = Callable[[RowSource, int, int, Any], Engine]
+_client_engine: list[EngineFactory] = []
+
+
+def register_client_engine(factory: EngineFactory) -> None:
+    """Make ``factory`` the engine of ``recover(..., client=...)`` (done by :mod:`ecorecover.dask`)."""
+    _client_engine[:] = [factory]
+
+
+def make_engine(source: RowSource, block_size: int, threads: int, client: Any = None) -> Engine:
+    """The in-process engine, or (``client`` given) the registered client engine."""
+    if client is None:
+        return ThreadEngine(source, block_size, threads)
+    if not _client_engine:
+        raise ImportError("client= runs recovery on Dask: import ecorecover.dask (pip install 'ecorecover[dask]')")
+    return _client_engine[0](source, block_size, threads, client)
+
+
+class Progress(Protocol):
+    """A progress bar: tqdm's, or one that shows nothing."""
+
+    def update(self, n: int) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, enabled: bool, desc: str) -> Progress:
+    """A tqdm bar over ``total`` runs when ``enabled`` and stderr is a terminal."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            # disable=None: no bar when stderr is not a terminal (logs, CI, batch jobs)
+            bar: Progress = tqdm(total=total, desc=desc, unit="run", leave=False, disable=None)
+            return bar
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            pass
+    return _NoProgress()
+
+
+class ThreadEngine:
+    """Blocks read in this process, in order; runs solved in a pool of ``threads`` threads."""
+
+    def __init__(self, source: RowSource, block_size: int, threads: int) -> None:
+        self.source, self.block_size, self.threads = source, block_size, threads
+
+    def pass1(self, job: Pass1Job, on_scan: Callable[[int, BlockScan], None]) -> Pass1Result:
+        acc = Moments(job.size)
+        omitted = np.zeros(self.source.n, dtype=bool)
+        for a, blk in self.source.blocks(self.block_size):
+            if job.first:
+                on_scan(a, scan_block(blk, job.find_negative))
+            b = a + blk.shape[0]
+            part = pass1_block(log_transform(blk, job.fired), job.group_of_row[a:b], job.scale, job.n_groups, job.n_cols)
+            if part.omitted is not None:
+                omitted[a:b] = part.omitted
+            acc.fold(part)
+        return Pass1Result(acc, omitted)
+
+    def pass2(self, job: Pass2Job) -> F64:
+        sq: F64 = np.zeros(len(job.mean))
+        for a, blk in self.source.blocks(self.block_size):
+            grp = job.group_of_row[a : a + blk.shape[0]]
+            fold_squares(sq, pass2_block(log_transform(blk, job.fired), grp, job.mean, job.n_cols))
+        return sq
+
+    def solve(
+        self, plan: RunPlan, models: list[RunModel], job: SolveJob, *, fired: bool, progress: bool,
+    ) -> list[RunResult]:
+        if not plan.runs:
+            return []
+        n_workers = max(1, min(self.threads, len(plan.runs)))
+        kernel_threads = max(1, self.threads // n_workers)
+        pieces: dict[int, list[RunPiece]] = {}
+        filled = np.zeros(len(plan.runs), dtype=np.int64)
+        pending: set[Future[RunResult]] = set()
+        results: list[RunResult] = []
+        bar = progress_bar(len(plan.runs), progress, f"ecorecover.recover: runs ({job.mode})")
+        # The workers' kernels never see Ctrl-C (only the main thread does): cancelling this token
+        # stops the ones still running within milliseconds when the loop below is left early.
+        cancel = _core.CancelToken()
+
+        def collect(done: set[Future[RunResult]]) -> None:
+            for f in done:
+                results.append(f.result())
+                bar.update(1)
+
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            try:
+                for a, blk in self.source.blocks(self.block_size):
+                    rid = plan.run_of_row[a : a + blk.shape[0]]
+                    if not (rid >= 0).any():
+                        continue
+                    for r, piece in runs_in_block(log_transform(blk, fired), rid, a).items():
+                        pieces.setdefault(r, []).append(piece)
+                        filled[r] += len(piece.rows)
+                        gi, ri, size = plan.runs[r]
+                        if filled[r] < size:
+                            continue
+                        run = join_pieces(pieces.pop(r))
+                        pending.add(pool.submit(cancel.run, solve_run, job, gi, ri, models[gi], run.x, run.rows, kernel_threads))
+                        while len(pending) >= 2 * n_workers:
+                            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            collect(done)
+                done, pending = wait(pending)
+                collect(done)
+            finally:
+                cancel.cancel()
+                for f in pending:
+                    f.cancel()
+                bar.close()
+        return sorted(results, key=lambda r: (r.group, r.run))
