@@ -43,7 +43,6 @@ _GROUP_COST = 256
 _VLEN_RECORD = 16
 
 
-
 class _Reader:
     """Reads a model file as untrusted input.
 

@@ -304,8 +304,6 @@ class RecoveryModel(Mapping[str, pd.DataFrame]):
             raise ModelFileError(f"{path}: invalid model content in group {where!r}: {exc}") from None
 
 
-
-
 def load_model(path: str | os.PathLike[str]) -> RecoveryModel:
     """Load a model saved with :meth:`RecoveryModel.save` (see :meth:`RecoveryModel.load`)."""
     return RecoveryModel.load(path)

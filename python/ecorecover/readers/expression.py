@@ -58,7 +58,6 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     )
 
 
-
 def read_expression(
     path: str | os.PathLike[str],
     *,
@@ -139,7 +138,6 @@ _FORMAT_NAMES = {
 }
 
 
-
 def _read_h5ad(p: Path, *, backed: bool = False) -> Any:
     import anndata as ad
 
@@ -148,7 +146,6 @@ def _read_h5ad(p: Path, *, backed: bool = False) -> Any:
     adata.var_names = adata.var_names.astype(str)
     check_unique(p, adata.obs_names, "cell ids")
     return adata
-
 
 
 def _read_table(p: Path) -> Any:

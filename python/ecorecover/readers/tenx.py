@@ -90,7 +90,6 @@ def read_10x_h5(p: Path, *, gex_only: bool, var_names: str) -> Any:
     return _finish_10x(p, x, barcodes, ids, names, types, gex_only, var_names)
 
 
-
 def read_10x_mtx(d: Path, *, gex_only: bool, var_names: str) -> Any:
     from scipy.io import mmread
 
