@@ -14,6 +14,9 @@
 //! Both steps poll a [`Cancel`] flag before every `every` iterations and, within them, before
 //! each block of [`LANES`] units and at most [`CANCEL_POLL_ITERS`] iterations: once it is set
 //! they return [`CoreError::Cancelled`] within a few milliseconds, whatever the problem size.
+//!
+//! The lane kernel is compiled for the baseline target, AVX2 and AVX-512F and chosen at run time
+//! ([`KernelPath::detect`]); every copy gives the same bits (no FMA, same order per unit).
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -21,6 +24,14 @@ use rayon::prelude::*;
 use crate::cancel::Cancel;
 use crate::error::{CoreError, Result};
 use crate::EPS;
+
+mod lanes;
+// Only the x86-64 AVX-512 path (and the tests) use the whole-vector kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod vector;
+
+pub use lanes::KernelPath;
+use lanes::{blocks, Steps, LANES};
 
 /// NMF's connectivity stopping rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +159,18 @@ fn check_factor(x: &ArrayView2<f64>, name: &str) -> Result<()> {
     Ok(())
 }
 
+fn check_path(path: KernelPath) -> Result<()> {
+    if path.is_available() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(format!(
+            "kernel path {path:?} ({}) is not supported by this CPU; available: {:?}",
+            path.name(),
+            KernelPath::available()
+        )))
+    }
+}
+
 fn check_shapes(v: &ArrayView2<f64>, w: &ArrayView2<f64>, h: &ArrayView2<f64>) -> Result<()> {
     let (m, n) = v.dim();
     let (mw, k) = w.dim();
@@ -168,157 +191,25 @@ fn check_shapes(v: &ArrayView2<f64>, w: &ArrayView2<f64>, h: &ArrayView2<f64>) -
     check_factor(h, "H")
 }
 
-/// Units (cells in the H-step, features in the W-step) processed together in lock-step lanes.
-/// Each lane performs exactly the operations of a lone unit, in the same order, so results
-/// are bit-identical to a unit-by-unit loop; the lanes only let the CPU overlap the
-/// otherwise latency-bound sums (and use SIMD across units).
-const LANES: usize = 8;
-
 /// Most iterations a block runs between two polls of the cancel flag. Splitting a block's
 /// iterations over several calls of its kernel changes no bit: the only state carried from one
 /// iteration to the next is the factor itself.
 pub const CANCEL_POLL_ITERS: usize = 10;
 
-/// The non-zeros of a block of `LANES` units, padded to a common length with zero entries
-/// (a zero of V contributes an exact +0 to every sum, so padding changes no bit).
-struct Block {
-    first: usize,
-    width: usize,
-    idx: Vec<[u32; LANES]>,
-    val: Vec<[f64; LANES]>,
-}
-
-fn blocks(nz: &Nonzeros, n_units: usize) -> Vec<Block> {
-    (0..n_units)
-        .step_by(LANES)
-        .map(|first| {
-            let width = LANES.min(n_units - first);
-            let len = (0..width).map(|l| nz.get(first + l).0.len()).max().unwrap_or(0);
-            let mut idx = vec![[0u32; LANES]; len];
-            let mut val = vec![[0.0f64; LANES]; len];
-            for l in 0..width {
-                let (ii, vv) = nz.get(first + l);
-                for (t, (&i, &v)) in ii.iter().zip(vv).enumerate() {
-                    idx[t][l] = i;
-                    val[t][l] = v;
-                }
-            }
-            Block { first, width, idx, val }
-        })
-        .collect()
-}
-
-/// `iters` multiplicative steps of one block: for every lane,
-/// `x_a <- x_a * (sum_t F_ta * (v_t / (F x)_t)) / denom_a` over its non-zeros `v_t`, with
-/// `(F x)_t` summed over `a` in order and a term with `(F x)_t = 0` contributing 0.
-/// `f` is row-major (t x k); `x` holds the block's factor columns lane-wise (`x[a][lane]`).
-#[inline(always)]
-fn block_steps(
-    b: &Block,
-    f: &[f64],
-    k: usize,
-    denom: &[f64],
-    x: &mut [[f64; LANES]],
-    iters: usize,
-    scratch: &mut Vec<[f64; LANES]>,
-) {
-    // Gather the fixed factor's rows lane-wise once for all `iters` steps: wt[t * k + a][l]
-    // is F[idx[t][l], a]. The block then streams from cache without index arithmetic.
-    let len = b.idx.len();
-    scratch.clear();
-    scratch.resize(len * k + k, [0.0; LANES]);
-    let (wt, acc) = scratch.split_at_mut(len * k);
-    for (t, idx) in b.idx.iter().enumerate() {
-        for a in 0..k {
-            for l in 0..LANES {
-                wt[t * k + a][l] = f[idx[l] as usize * k + a];
-            }
-        }
-    }
-    for _ in 0..iters {
-        acc.iter_mut().for_each(|r| *r = [0.0; LANES]);
-        for (t, val) in b.val.iter().enumerate() {
-            let w = &wt[t * k..t * k + k];
-            let mut wh = [0.0f64; LANES];
-            for a in 0..k {
-                for l in 0..LANES {
-                    wh[l] += w[a][l] * x[a][l];
-                }
-            }
-            let mut r = [0.0f64; LANES];
-            for l in 0..LANES {
-                r[l] = if val[l] != 0.0 && wh[l] != 0.0 { val[l] / wh[l] } else { 0.0 };
-            }
-            for a in 0..k {
-                for l in 0..LANES {
-                    acc[a][l] += w[a][l] * r[l];
-                }
-            }
-        }
-        for a in 0..k {
-            for l in 0..LANES {
-                x[a][l] = x[a][l] * acc[a][l] / denom[a];
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn block_steps_avx2(
-    b: &Block,
-    f: &[f64],
-    k: usize,
-    denom: &[f64],
-    x: &mut [[f64; LANES]],
-    iters: usize,
-    scratch: &mut Vec<[f64; LANES]>,
-) {
-    // Same code compiled for AVX2 (no FMA: a fused multiply-add would change the bits).
-    block_steps(b, f, k, denom, x, iters, scratch)
-}
-
-fn block_steps_dispatch(
-    b: &Block,
-    f: &[f64],
-    k: usize,
-    denom: &[f64],
-    x: &mut [[f64; LANES]],
-    iters: usize,
-    scratch: &mut Vec<[f64; LANES]>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked at run time).
-            return unsafe { block_steps_avx2(b, f, k, denom, x, iters, scratch) };
-        }
-    }
-    block_steps(b, f, k, denom, x, iters, scratch)
-}
-
-/// The SIMD level the kernels use on this CPU.
+/// The SIMD level the kernels use on this CPU: "avx512", "avx2", "sse2" (baseline x86-64) or
+/// "scalar".
 pub fn simd_level() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
-        return "sse2";
-    }
-    #[allow(unreachable_code)]
-    "scalar"
+    KernelPath::detect().name()
 }
 
 /// Runs KL steps on `x` (n units x k, unit-major) with `f` fixed (t x k row-major), `nz` the
 /// non-zeros of V per unit, under the connectivity rule on `labels_of(x)`; stops with
 /// [`CoreError::Cancelled`] (leaving `x` partly updated) once `cancel` is set.
-#[allow(clippy::too_many_arguments)]
+/// The kernel is `path`'s copy; every copy gives the same bits.
 fn run<L>(
     nz: &Nonzeros,
-    f: &[f64],
-    k: usize,
-    denom: &[f64],
+    s: &Steps,
+    path: KernelPath,
     x: &mut [f64],
     rule: &StopRule,
     cancel: &Cancel,
@@ -327,6 +218,7 @@ fn run<L>(
 where
     L: Fn(&[f64]) -> Vec<u32>,
 {
+    let k = s.k;
     let n_units = x.len() / k;
     let blocks = blocks(nz, n_units);
     // Lane-wise factor of every block; padding lanes hold 1 and are never read back.
@@ -358,10 +250,10 @@ where
                     return; // the sweep is abandoned as a whole below
                 }
                 let steps = (block - done).min(CANCEL_POLL_ITERS);
-                block_steps_dispatch(b, f, k, denom, xv, steps, scratch);
+                path.steps(s, b, xv, steps, scratch);
                 done += steps;
             }
-            if end % every == 0 {
+            if end.is_multiple_of(every) {
                 for v in xv.iter_mut().flat_map(|r| r.iter_mut()) {
                     if *v < EPS {
                         *v = EPS;
@@ -371,27 +263,26 @@ where
         });
         cancel.check()?;
         it = end;
-        if it % every == 0 {
-            for (b, xv) in blocks.iter().zip(&xb) {
-                for l in 0..b.width {
-                    for a in 0..k {
-                        x[(b.first + l) * k + a] = xv[a][l];
-                    }
-                }
-            }
+        if it.is_multiple_of(every) {
+            write_back(&blocks, &xb, k, x);
             if conn.observe(labels_of(x), rule.stationary) {
                 break;
             }
         }
     }
-    for (b, xv) in blocks.iter().zip(&xb) {
+    write_back(&blocks, &xb, k, x);
+    Ok(it)
+}
+
+/// Copies the lane-wise factor of every block back into `x` (unit-major).
+fn write_back(blocks: &[lanes::Block], xb: &[Vec<[f64; LANES]>], k: usize, x: &mut [f64]) {
+    for (b, xv) in blocks.iter().zip(xb) {
         for l in 0..b.width {
             for a in 0..k {
                 x[(b.first + l) * k + a] = xv[a][l];
             }
         }
     }
-    Ok(it)
 }
 
 /// H-step with W fixed: returns (H, iterations). V is m x n, W m x k, H0 k x n. Stops with
@@ -403,6 +294,20 @@ pub fn update_h(
     rule: &StopRule,
     cancel: &Cancel,
 ) -> Result<(Array2<f64>, usize)> {
+    update_h_with(v, w, h0, rule, cancel, KernelPath::detect())
+}
+
+/// [`update_h`] with the kernel copy forced (for tests and benches; every available path gives
+/// the same bits). An error names a path this CPU cannot run.
+pub fn update_h_with(
+    v: ArrayView2<f64>,
+    w: ArrayView2<f64>,
+    h0: ArrayView2<f64>,
+    rule: &StopRule,
+    cancel: &Cancel,
+    path: KernelPath,
+) -> Result<(Array2<f64>, usize)> {
+    check_path(path)?;
     check_shapes(&v, &w, &h0)?;
     let (m, n) = v.dim();
     let k = w.ncols();
@@ -416,7 +321,8 @@ pub fn update_h(
     }
     let nz = Nonzeros::by_columns(&v);
     let mut x: Vec<f64> = (0..n).flat_map(|j| h0.column(j).to_vec()).collect();
-    let iters = run(&nz, &f, k, &denom, &mut x, rule, cancel, |x| argmax_labels(x, k))?;
+    let steps = Steps { f: &f, k, denom: &denom };
+    let iters = run(&nz, &steps, path, &mut x, rule, cancel, |x| argmax_labels(x, k))?;
     let h = Array2::from_shape_fn((k, n), |(a, j)| x[j * k + a]);
     Ok((h, iters))
 }
@@ -432,6 +338,19 @@ pub fn update_w(
     rule: &StopRule,
     cancel: &Cancel,
 ) -> Result<(Array2<f64>, usize)> {
+    update_w_with(v, w0, h, rule, cancel, KernelPath::detect())
+}
+
+/// [`update_w`] with the kernel copy forced (for tests and benches, as [`update_h_with`]).
+pub fn update_w_with(
+    v: ArrayView2<f64>,
+    w0: ArrayView2<f64>,
+    h: ArrayView2<f64>,
+    rule: &StopRule,
+    cancel: &Cancel,
+    path: KernelPath,
+) -> Result<(Array2<f64>, usize)> {
+    check_path(path)?;
     check_shapes(&v, &w0, &h)?;
     let (m, n) = v.dim();
     let k = w0.ncols();
@@ -446,7 +365,8 @@ pub fn update_w(
     let labels = argmax_labels(&f, k);
     let nz = Nonzeros::by_rows(&v);
     let mut x: Vec<f64> = w0.iter().copied().collect();
-    let iters = run(&nz, &f, k, &denom, &mut x, rule, cancel, |_| labels.clone())?;
+    let steps = Steps { f: &f, k, denom: &denom };
+    let iters = run(&nz, &steps, path, &mut x, rule, cancel, |_| labels.clone())?;
     let w = Array2::from_shape_fn((m, k), |(i, a)| x[i * k + a]);
     Ok((w, iters))
 }

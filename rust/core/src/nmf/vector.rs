@@ -1,0 +1,203 @@
+//! The lane kernel written over whole vectors of [`LANES`] lanes, for instruction sets whose
+//! registers hold all of them at once (AVX-512F: one `zmm` is 8 f64).
+//!
+//! [`block_steps`] is generic over [`Lanes`]: the AVX-512 path instantiates it with [`Avx512`],
+//! and the tests with [`Portable`] (plain arrays), where it must give the bits of
+//! [`super::lanes`]' scalar kernel. Each [`Lanes`] operation is one IEEE operation per lane
+//! (no FMA), so the two instantiations compute the same thing and only the mapping of each
+//! operation to an instruction is specific to the instruction set.
+
+use super::lanes::{gather, Block, LANES};
+
+/// A vector of `LANES` f64, one per lane.
+///
+/// # Safety
+/// An implementation may need CPU features: its methods may be called only on a CPU that has
+/// them (checked at run time by [`super::KernelPath::is_available`]).
+pub(super) unsafe trait Lanes: Copy {
+    /// All lanes +0.
+    unsafe fn zero() -> Self;
+    /// All lanes `v`.
+    unsafe fn splat(v: f64) -> Self;
+    unsafe fn load(p: &[f64; LANES]) -> Self;
+    unsafe fn store(self, p: &mut [f64; LANES]);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+    unsafe fn div(self, o: Self) -> Self;
+    /// Per lane `v / d` where `v != 0 && d != 0` (Rust's `!=`: true for NaN), else +0.
+    unsafe fn ratio(v: Self, d: Self) -> Self;
+}
+
+/// Plain arrays: what every CPU runs (used to test the loop nest of [`block_steps`]).
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub(super) struct Portable([f64; LANES]);
+
+// SAFETY: needs no CPU feature.
+#[cfg(test)]
+unsafe impl Lanes for Portable {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable([0.0; LANES])
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        Portable([v; LANES])
+    }
+    #[inline(always)]
+    unsafe fn load(p: &[f64; LANES]) -> Self {
+        Portable(*p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: &mut [f64; LANES]) {
+        *p = self.0;
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] + o.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] * o.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] / o.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn ratio(v: Self, d: Self) -> Self {
+        Portable(std::array::from_fn(|l| if v.0[l] != 0.0 && d.0[l] != 0.0 { v.0[l] / d.0[l] } else { 0.0 }))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use avx512::Avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Lanes, LANES};
+
+    /// One `zmm` register (AVX-512F).
+    #[derive(Clone, Copy)]
+    pub(in crate::nmf) struct Avx512(__m512d);
+
+    // SAFETY: every method runs AVX-512F instructions; the trait's contract makes the caller
+    // check that the CPU has them.
+    unsafe impl Lanes for Avx512 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Avx512(_mm512_setzero_pd()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f64) -> Self {
+            unsafe { Avx512(_mm512_set1_pd(v)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: &[f64; LANES]) -> Self {
+            unsafe { Avx512(_mm512_loadu_pd(p.as_ptr())) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: &mut [f64; LANES]) {
+            unsafe { _mm512_storeu_pd(p.as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_add_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_mul_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        unsafe fn div(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_div_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        unsafe fn ratio(v: Self, d: Self) -> Self {
+            unsafe {
+                let z = _mm512_setzero_pd();
+                // NEQ_UQ is Rust's `!=` (true when unordered); masked-off lanes are +0.
+                let m = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(v.0, z) & _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(d.0, z);
+                Avx512(_mm512_maskz_div_pd(m, v.0, d.0))
+            }
+        }
+    }
+}
+
+/// [`super::lanes`]' kernel over whole vectors: the same operations per lane, in the same order
+/// (`(F x)_t` summed over `a` from +0, the ratio, the sums over `t` from +0, then
+/// `x_a * acc_a / denom_a`).
+///
+/// # Safety
+/// The CPU must have the features `V` needs.
+#[inline(always)]
+pub(super) unsafe fn block_steps<V: Lanes>(
+    b: &Block,
+    f: &[f64],
+    k: usize,
+    denom: &[f64],
+    x: &mut [[f64; LANES]],
+    iters: usize,
+    scratch: &mut Vec<[f64; LANES]>,
+) {
+    let (wt, acc) = gather(b, f, k, scratch);
+    unsafe {
+        for _ in 0..iters {
+            acc.iter_mut().for_each(|r| *r = [0.0; LANES]);
+            for (t, val) in b.val.iter().enumerate() {
+                let w = &wt[t * k..t * k + k];
+                let mut wh = V::zero();
+                for (wa, xa) in w.iter().zip(x.iter()) {
+                    wh = wh.add(V::load(wa).mul(V::load(xa)));
+                }
+                let r = V::ratio(V::load(val), wh);
+                for (wa, sa) in w.iter().zip(acc.iter_mut()) {
+                    V::load(sa).add(V::load(wa).mul(r)).store(sa);
+                }
+            }
+            for ((xa, sa), &d) in x.iter_mut().zip(acc.iter()).zip(denom) {
+                V::load(xa).mul(V::load(sa)).div(V::splat(d)).store(xa);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::super::lanes::{self, blocks};
+    use super::super::Nonzeros;
+    use super::*;
+
+    /// The whole-vector loop nest gives the bits of the lane-by-lane kernel.
+    #[test]
+    fn the_vector_loop_nest_matches_the_lane_kernel() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut unit = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (m, n, k) in [(1, 1, 1), (7, 13, 3), (40, 29, 11), (25, 8, 16)] {
+            let v = Array2::from_shape_fn((m, n), |_| if unit() < 0.4 { 0.0 } else { (unit() * 30.0 - 15.0).exp2() });
+            let f: Vec<f64> =
+                (0..m * k).map(|_| if unit() < 0.05 { 0.0 } else { (unit() * 30.0 - 15.0).exp2() }).collect();
+            let denom: Vec<f64> = (0..k).map(|a| (0..m).map(|i| f[i * k + a]).sum::<f64>() + 1.0).collect();
+            let nz = Nonzeros::by_columns(&v.view());
+            for b in blocks(&nz, n) {
+                let x0: Vec<[f64; LANES]> = (0..k).map(|_| std::array::from_fn(|_| unit() * 4.0)).collect();
+                let (mut want, mut got) = (x0.clone(), x0);
+                let (mut s1, mut s2) = (Vec::new(), Vec::new());
+                lanes::block_steps(&b, &f, k, &denom, &mut want, 7, &mut s1);
+                // SAFETY: `Portable` needs no CPU feature.
+                unsafe { block_steps::<Portable>(&b, &f, k, &denom, &mut got, 7, &mut s2) };
+                let bits = |x: &[[f64; LANES]]| x.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} block {}", b.first);
+            }
+        }
+    }
+}
