@@ -10,6 +10,7 @@
 pub mod cancel;
 pub mod error;
 pub mod fast;
+pub mod gather;
 pub mod longdouble;
 pub mod nmf;
 pub mod preprocess;
