@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..model import RecoveryModel
 from .assemble import build_model, recorded_params
-from .ensemble import CellTypeFits, RunExecutor, fit_cell_types, pool_size
+from .._validation import resolve_threads
+from .ensemble import CellTypeFits, RunExecutor, fit_cell_types
 from .fit import RunOptions
 from .inputs import read_training_data
 from .options import TrainOptions, train_options
@@ -69,7 +70,7 @@ def fit(
     fits = fit_cell_types(
         prepare, list(rows), seeds=options.seeds, session_seed=options.session_seed,
         options=RunOptions(draw, options.n_features_per_se), executor=executor,
-        n_threads=pool_size(options.n_jobs), progress=options.progress,
+        n_threads=resolve_threads(options.n_jobs), progress=options.progress,
     )
     failed, fits.skipped = fits.skipped, {**skipped, **fits.skipped}
     log.info("trained %d cell type(s) x %d run(s) in %.2f s%s", len(fits.prepared), options.n_runs,

@@ -9,20 +9,18 @@ and R's session streams) and collects the results per run.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .._validation import resolve_n_jobs
 from .fit import RunOptions, RunResult, fit_run
 from .plan import Prepared
 from .streams import Stream, run_streams
 
 __all__ = [
     "RunExecutor", "RunFunction", "RunItem", "RunProgress", "ThreadRunExecutor", "fit_cell_types", "fit_item",
-    "pool_size", "progress_bar",
+    "progress_bar",
 ]
 
 T = TypeVar("T")
@@ -162,17 +160,6 @@ def _items(
         streams = run_streams(prepared, s, None if session_seed is None else session_seed + r, options.draw)
         items.extend(RunItem(r, c, s, streams[c]) for c in prepared)
     return items
-
-
-def pool_size(n_jobs: int | None) -> int:
-    """Threads for ``n_jobs`` (None or -1: the cores this process may use)."""
-    threads = resolve_n_jobs(n_jobs)
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            threads = os.cpu_count() or 1
-    return max(1, int(threads))
 
 
 def progress_bar(iterable: Iterable[T], *, total: int, desc: str, enabled: bool) -> Iterator[T]:

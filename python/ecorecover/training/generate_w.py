@@ -10,24 +10,28 @@ genes, dense Seurat scaling, posneg and the zero-variance filter
 from __future__ import annotations
 
 import secrets
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from .. import preprocessing as pp
+from .._params import check_params
 from .._validation import as_float_matrix
 from ..errors import ParameterTypeError, TrainingInputError
 from ..nmf import update_w
 from ..rng import RRandom
 from .fit import EPS, MAX_ITER, initial_w, membership_means
 from .layout import posneg_features
-from .options import check_count
+from .options import TRAIN_PARAMS, r_inf_as_none
 from .plan import top_by_score
 from .selection import select_rows
 
-__all__ = ["GeneratedW", "nmf_generate_w", "nmf_generate_w_details"]
+__all__ = ["GENERATE_W_PARAMS", "GeneratedW", "nmf_generate_w", "nmf_generate_w_details"]
+
+#: What :func:`nmf_generate_w`'s numeric and boolean arguments accept (as in :func:`train`).
+GENERATE_W_PARAMS: dict[str, list[Any]] = {k: TRAIN_PARAMS[k] for k in ("n_features", "n_features_per_se", "scale")}
 
 
 class GeneratedW(TypedDict):
@@ -104,9 +108,10 @@ def nmf_generate_w_details(
         raise ParameterTypeError(f"fractions must be a pandas DataFrame (samples x SEs), got {type(fractions).__name__}")
     if not isinstance(expression, pd.DataFrame):
         raise ParameterTypeError(f"expression must be a pandas DataFrame (genes x samples), got {type(expression).__name__}")
-    n_feat = check_count(n_features, "n_features")
-    assert n_feat is not None
-    per_se = check_count(n_features_per_se, "n_features_per_se", allow_none=True)
+    values: dict[str, Any] = dict(n_features=n_features, n_features_per_se=r_inf_as_none(n_features_per_se), scale=scale)
+    check_params("ecorecover.nmf_generate_w()", GENERATE_W_PARAMS, values)
+    n_feat = int(n_features)
+    per_se: int | None = None if values["n_features_per_se"] is None else int(values["n_features_per_se"])
     fv, ev, genes, samples = _inputs(fractions, expression)
     if ev.shape[0] > n_feat:
         var = np.var(ev, axis=1, ddof=1) if ev.shape[1] > 1 else np.zeros(ev.shape[0])

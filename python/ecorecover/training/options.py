@@ -1,20 +1,21 @@
 """The arguments of :func:`ecorecover.train`, checked once into one frozen record.
 
 Every step of the training pipeline reads its settings from a :class:`TrainOptions`; the checks
-(types, ranges, R's 32-bit seeds) run here, before any data is read.
+(declared in :data:`TRAIN_PARAMS` for :mod:`ecorecover._params`, plus R's 32-bit seeds) run here,
+before any data is read.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
 
-import numpy as np
+from .._params import Interval, check_params
+from ..errors import ParameterError
 
-from .._validation import resolve_n_jobs
-from ..errors import ParameterError, ParameterTypeError
-
-__all__ = ["TrainOptions", "check_count", "check_seed", "train_options"]
+__all__ = ["TRAIN_PARAMS", "TrainOptions", "check_seed", "r_inf_as_none", "train_options"]
 
 
 @dataclass(frozen=True)
@@ -49,36 +50,43 @@ class TrainOptions:
         return None if self.session_seed is None else self.session_seed + run
 
 
-def check_count(value: object, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """An integer ``>= minimum``; with ``allow_none``, None or ``inf`` (R's ``Inf``) give None."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, float) and math.isinf(value) and value > 0 and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        extra = " or None" if allow_none else ""
-        raise ParameterTypeError(f"{name} must be an integer{extra}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+#: What each argument of :func:`ecorecover.train` accepts (checked in this order; ``inf``, R's
+#: ``Inf``, is None for ``n_features_per_se`` and ``downsample``). Seeds are integers whose
+#: ``seed + n_runs - 1`` must also fit R's 32-bit integers (:func:`check_seed`).
+TRAIN_PARAMS: dict[str, list[Any]] = {
+    "n_features": [Interval(Integral, 1, None)],
+    "n_features_per_se": [Interval(Integral, 1, None), None],
+    "min_cells": [Interval(Integral, 0, None)],
+    "downsample": [Interval(Integral, 1, None), None],
+    "n_runs": [Interval(Integral, 1, None)],
+    "seed": [Interval(Integral, None, None)],
+    "session_seed": [Interval(Integral, None, None), None],
+    "n_jobs": ["n_jobs"],
+    "balance_samples": ["boolean"],
+    "scale": ["boolean"],
+    "progress": ["boolean"],
+    "use_raw": ["boolean"],
+}
 
 
-def _count(value: object, name: str, *, minimum: int = 1) -> int:
-    out = check_count(value, name, minimum=minimum)
-    assert out is not None  # allow_none is False
-    return out
+def r_inf_as_none(value: object) -> object:
+    """R's ``Inf`` (``float("inf")``) as None, for the counts where None means no limit."""
+    return None if isinstance(value, float) and math.isinf(value) and value > 0 else value
 
 
-def check_seed(value: object, name: str, n_runs: int) -> int:
-    """An R ``set.seed`` value such that ``value + n_runs - 1`` still fits R's 32-bit integers."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ParameterTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+def check_seed(value: int, name: str, n_runs: int, where: str = "ecorecover.train()") -> int:
+    """An R ``set.seed`` value (an integer) such that ``value + n_runs - 1`` still fits R's
+    32-bit integers."""
     out = int(value)
     if not -(2**31) < out or not out + n_runs - 1 < 2**31:
         raise ParameterError(
-            f"{name} .. {name} + n_runs - 1 must fit R's 32-bit integer range, got {name}={out}, n_runs={n_runs}"
+            f"{where}: {name} .. {name} + n_runs - 1 must fit R's 32-bit integer range, got {name}={out}, n_runs={n_runs}"
         )
     return out
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]  # checked by TRAIN_PARAMS
 
 
 def train_options(
@@ -90,31 +98,33 @@ def train_options(
     n_features_per_se: object = 50,
     min_cells: object = 20,
     downsample: object = 2500,
-    balance_samples: bool = True,
-    scale: bool = True,
+    balance_samples: object = True,
+    scale: object = True,
     seed: object = 2024,
     n_runs: object = 1,
-    n_jobs: int | None = None,
-    progress: bool = True,
+    n_jobs: object = None,
+    progress: object = True,
     session_seed: object = None,
     layer: str | None = None,
-    use_raw: bool = False,
+    use_raw: object = False,
 ) -> TrainOptions:
     """Check :func:`ecorecover.train`'s arguments (same names and defaults) into a
-    :class:`TrainOptions`; raises :class:`~ecorecover.errors.ParameterError` (a ``ValueError``)
-    or :class:`~ecorecover.errors.ParameterTypeError` (a ``TypeError``) naming the argument."""
-    n_features_ = _count(n_features, "n_features")
-    per_se = check_count(n_features_per_se, "n_features_per_se", allow_none=True)
-    min_cells_ = _count(min_cells, "min_cells", minimum=0)
-    downsample_ = check_count(downsample, "downsample", allow_none=True)
-    runs = _count(n_runs, "n_runs")
-    first = check_seed(seed, "seed", runs)
-    session = None if session_seed is None else check_seed(session_seed, "session_seed", runs)
-    resolve_n_jobs(n_jobs)  # raises on 0, on too many and on non-integers
+    :class:`TrainOptions`: :data:`TRAIN_PARAMS` through :func:`ecorecover._params.check_params`,
+    which raises :class:`~ecorecover.errors.ParameterError` (a ``ValueError``) or
+    :class:`~ecorecover.errors.ParameterTypeError` (a ``TypeError``) naming the argument."""
+    values: dict[str, Any] = dict(
+        n_features=n_features, n_features_per_se=r_inf_as_none(n_features_per_se), min_cells=min_cells,
+        downsample=r_inf_as_none(downsample), n_runs=n_runs, seed=seed, session_seed=session_seed, n_jobs=n_jobs,
+        balance_samples=balance_samples, scale=scale, progress=progress, use_raw=use_raw,
+    )
+    check_params("ecorecover.train()", TRAIN_PARAMS, values)
+    runs = int(values["n_runs"])
     return TrainOptions(
-        celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=n_features_,
-        n_features_per_se=per_se, min_cells=min_cells_, downsample=downsample_,
-        balance_samples=bool(balance_samples), scale=bool(scale), seed=first, n_runs=runs,
-        n_jobs=None if n_jobs is None else int(n_jobs), progress=bool(progress), session_seed=session,
+        celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=int(values["n_features"]),
+        n_features_per_se=_opt_int(values["n_features_per_se"]), min_cells=int(values["min_cells"]),
+        downsample=_opt_int(values["downsample"]), balance_samples=bool(balance_samples), scale=bool(scale),
+        seed=check_seed(values["seed"], "seed", runs), n_runs=runs, n_jobs=_opt_int(n_jobs),
+        progress=bool(progress),
+        session_seed=None if session_seed is None else check_seed(values["session_seed"], "session_seed", runs),
         layer=layer, use_raw=bool(use_raw),
     )
