@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::os::raw::c_ulong;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +31,29 @@ pub const POLL: Duration = Duration::from_millis(50);
 thread_local! {
     /// Flags of the `CancelToken.run` calls active on this thread, innermost last.
     static TOKENS: RefCell<Vec<Arc<Cancel>>> = const { RefCell::new(Vec::new()) };
+    /// Kernel counters of the same tokens (see [`CancelToken::running`]).
+    static RUNNING: RefCell<Vec<Arc<AtomicUsize>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Counts a kernel as running under every token active on this thread while it lives.
+struct Running(Vec<Arc<AtomicUsize>>);
+
+impl Running {
+    fn start() -> Self {
+        let counters = RUNNING.with(|r| r.borrow().clone());
+        counters.iter().for_each(|c| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        Running(counters)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|c| {
+            c.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
 }
 
 /// The class of `ecorecover.errors` each core error becomes (all but the last are `ValueError`s;
@@ -126,6 +150,7 @@ where
     if kernel_flag().is_none() {
         return Err(cancelled());
     }
+    let _running = Running::start();
     finish(py.detach(move || run_pooled(n_threads, f)))
 }
 
@@ -141,6 +166,7 @@ where
     let Some(flag) = kernel_flag() else {
         return Err(cancelled());
     };
+    let _running = Running::start();
     if !on_main_thread(py)? {
         return finish(py.detach(|| run_pooled(n_threads, || f(&flag))));
     }
@@ -206,6 +232,7 @@ pub fn slice<'a, T: numpy::Element>(a: &'a numpy::PyReadonlyArray1<'_, T>, name:
 #[pyclass(frozen, module = "ecorecover._core")]
 pub struct CancelToken {
     flag: Arc<Cancel>,
+    running: Arc<AtomicUsize>,
 }
 
 /// Pops the innermost token of this thread when dropped (also when `fn` raised or panicked).
@@ -214,6 +241,7 @@ struct Active;
 impl Drop for Active {
     fn drop(&mut self) {
         TOKENS.with(|t| t.borrow_mut().pop());
+        RUNNING.with(|r| r.borrow_mut().pop());
     }
 }
 
@@ -221,7 +249,7 @@ impl Drop for Active {
 impl CancelToken {
     #[new]
     fn new() -> Self {
-        CancelToken { flag: Arc::new(Cancel::new()) }
+        CancelToken { flag: Arc::new(Cancel::new()), running: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// Ask the kernels run under this token to stop; it stays cancelled.
@@ -235,6 +263,13 @@ impl CancelToken {
         self.flag.is_cancelled()
     }
 
+    /// Kernels running under this token right now (started through `run`, not yet returned).
+    /// They run without the GIL: other Python threads see this count while they run.
+    #[getter]
+    fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
     /// `fn(*args, **kwargs)` with this token active on the calling thread.
     #[pyo3(signature = (f, /, *args, **kwargs))]
     fn run<'py>(
@@ -244,6 +279,7 @@ impl CancelToken {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         TOKENS.with(|t| t.borrow_mut().push(self.flag.clone()));
+        RUNNING.with(|r| r.borrow_mut().push(self.running.clone()));
         let _active = Active;
         f.call(args, kwargs)
     }
