@@ -16,7 +16,8 @@ from conftest import max_abs_diff, read_matrix, read_table
 import ecorecover as er
 from ecorecover import preprocessing as pp
 from ecorecover._collate import sort_key
-from ecorecover.validation import ValidationWarning, _resolve_seeds, loocv, metrics, vote
+from ecorecover.validation import ValidationWarning, loocv, metrics, vote
+from ecorecover.validation.splits import resolve_seeds as _resolve_seeds
 
 METRIC_TOL = 1e-12
 SCORE_TOL = 1e-9  # raw PredScore of each split (measured 2.5e-14)

@@ -29,12 +29,12 @@ agree there); with duplicated coordinates R may also list another cell at distan
 cell itself and drop that one instead of the cell.
 
 Modules: :mod:`~ecorecover.spatial.inputs` (labels, coordinates, shared options, the permutation
-run), :mod:`~ecorecover.spatial.colocalization` and :mod:`~ecorecover.spatial.moran`.
+run), :mod:`~ecorecover.spatial.coloc_test` and :mod:`~ecorecover.spatial.moran_test`.
 """
 
 from __future__ import annotations
 
-from .colocalization import ColocalizationResult, cell_states, colocalization
+from .coloc_test import ColocalizationResult, cell_states, colocalization
 from .inputs import (
     SpatialColumnError as SpatialColumnError,
     SpatialInputError,
@@ -42,7 +42,7 @@ from .inputs import (
     SpatialWarning,
     coordinates as _coordinates,  # used by ecorecover.pl
 )
-from .moran import moran
+from .moran_test import moran
 
 __all__ = [
     "ColocalizationResult",
