@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,14 @@ import scipy.sparse as sp
 
 from . import preprocessing as _pp
 from .recovery import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
-from ._validation import resolve_n_jobs
+from ._naming import model_genes
+from ._params import Interval, check_params
+from .errors import InputDataError, NonFiniteValueError, ParameterError, ParameterTypeError
 
 __all__ = ["deconvolve", "DeconvolutionWarning"]
 
-_SUFFIXES = ("__pos", "__neg")
+#: What deconvolve's arguments accept (checked with :func:`ecorecover._params.check_params`).
+_PARAMS: dict[str, list[Any]] = {"samples_per_run": [Interval(Integral, 1, None)], "n_jobs": ["n_jobs"]}
 
 
 class DeconvolutionWarning(RecoveryWarning):
@@ -52,15 +56,15 @@ def _model_frame(model_w: Any) -> pd.DataFrame:
     if isinstance(model_w, Mapping):
         names = list(model_w)
         if len(names) != 1:
-            raise ValueError(
+            raise ParameterError(
                 f"model_w must be one W matrix; got a model with {len(names)} entries ({names[:5]}): "
                 "pass the bulk model's W, e.g. model_w=model['<name>']"
             )
         w = model_w[names[0]]
         if not isinstance(w, pd.DataFrame):
-            raise TypeError(f"model_w[{names[0]!r}] must be a DataFrame, got {type(w).__name__}")
+            raise ParameterTypeError(f"model_w[{names[0]!r}] must be a DataFrame, got {type(w).__name__}")
         return w
-    raise TypeError(
+    raise ParameterTypeError(
         "model_w must be a features x SEs DataFrame, a one-entry RecoveryModel / mapping, or the path "
         f"of an R model file (.rds/.tsv); got {type(model_w).__name__}"
     )
@@ -76,30 +80,19 @@ def _bulk_matrix(bulk: Any) -> tuple[Any, list[str], list[str]]:
     if anndata is not None and isinstance(bulk, anndata.AnnData):
         x = bulk.X
         if x is None:
-            raise ValueError("bulk.X is empty; deconvolution needs the bulk expression in X (samples x genes)")
+            raise InputDataError("bulk.X is empty; deconvolution needs the bulk expression in X (samples x genes)")
         return x, [str(s) for s in bulk.obs_names], [str(g) for g in bulk.var_names]
     if isinstance(bulk, pd.DataFrame):
         bad = [str(c) for c, d in bulk.dtypes.items() if d.kind not in "iuf"]
         if bad:
-            raise TypeError(
+            raise ParameterTypeError(
                 f"bulk must hold numbers only (genes x samples); non-numeric column(s): {bad[:5]}"
             )
         return bulk.to_numpy(dtype=np.float64).T, [str(s) for s in bulk.columns], [str(g) for g in bulk.index]
-    raise TypeError(
+    raise ParameterTypeError(
         "bulk must be a genes x samples pandas DataFrame (as R's DeconvoluteSE) or an AnnData "
         f"(samples x genes); got {type(bulk).__name__}"
     )
-
-
-def _model_genes(features: Any) -> list[str]:
-    out: dict[str, None] = {}
-    for f in map(str, features):
-        for s in _SUFFIXES:
-            if f.endswith(s):
-                f = f[: -len(s)]
-                break
-        out.setdefault(f, None)
-    return list(out)
 
 
 def deconvolve(
@@ -175,14 +168,42 @@ def deconvolve(
     matrix); on the ``deconvolute/`` fixture it fires either way. Scores match R's to
     ~2e-16 on that fixture (default, ``sum2one = FALSE``, ``nsample.per.run = 10``).
     """
-    if isinstance(samples_per_run, bool) or not isinstance(samples_per_run, (int, np.integer)) or samples_per_run < 1:
-        raise ValueError(f"samples_per_run must be a positive integer, got {samples_per_run!r}")
-    resolve_n_jobs(n_jobs)  # refuse a bad n_jobs before any work
+    check_params("ecorecover.deconvolve()", _PARAMS, {"samples_per_run": samples_per_run, "n_jobs": n_jobs})
     w = _model_frame(model_w)
     x, samples, genes = _bulk_matrix(bulk)
+    present, cols = _model_genes_in_bulk(w, samples, genes)
+    x, _ = _pp.raw_count_guard(_finite(x, genes), what="the bulk expression matrix")  # R's guard, whole matrix
+    sub = x[:, cols]
+    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
+    keep = np.ones(len(samples), dtype=bool)
+    if scale:
+        keep = _expressing_samples(x, samples)
+        if not keep.any():
+            out = pd.DataFrame(np.nan, index=samples, columns=[str(c) for c in w.columns])
+            return (out, []) if return_runs else out
+        sub = _pp.scale(np.asfortranarray(sub[keep]), method="dense", n_jobs=n_jobs)
+    kept_ids = [s for s, k in zip(samples, keep) if k]
+    frame = pd.DataFrame(sub, index=kept_ids, columns=present)
+    with warnings.catch_warnings():
+        # nmf_predict words its warnings for cells; re-issue ours for samples below.
+        warnings.simplefilter("ignore", RecoveryWarning)
+        scores, runs = nmf_predict(
+            w, frame, scale=False, cells_per_run=int(samples_per_run), sum_to_one=sum_to_one, mode=mode,
+            n_jobs=n_jobs, return_runs=True,
+        )
+    _warn_unscored(present, kept_ids, scores)
+    scores = scores.reindex(samples)
+    scores.index.name = None
+    return (scores, runs) if return_runs else scores
+
+
+def _model_genes_in_bulk(w: pd.DataFrame, samples: list[str], genes: list[str]) -> tuple[list[str], np.ndarray]:
+    """(the model's genes found in ``bulk``, in the model's order; their columns in the matrix).
+    Refuses repeated sample ids and a bulk without any model gene; warns (at the caller of
+    :func:`deconvolve`) about repeated gene names and when under half of the genes are found."""
     if len(set(samples)) != len(samples):
         dup = pd.Index(samples)
-        raise ValueError(f"sample ids must be unique; duplicated: {list(dict.fromkeys(dup[dup.duplicated()]))[:5]}")
+        raise InputDataError(f"sample ids must be unique; duplicated: {list(dict.fromkeys(dup[dup.duplicated()]))[:5]}")
     gene_pos: dict[str, int] = {}
     for i, g in enumerate(genes):
         gene_pos.setdefault(g, i)
@@ -190,9 +211,9 @@ def deconvolve(
         warnings.warn(
             f"{len(genes) - len(gene_pos)} duplicated gene names in bulk; the first occurrence of each is used",
             DeconvolutionWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    mgenes = _model_genes(w.index)
+    mgenes = model_genes(w.index)
     present = [g for g in mgenes if g in gene_pos]
     if not present:
         raise GeneMatchError(
@@ -203,59 +224,54 @@ def deconvolve(
         warnings.warn(
             f"only {len(present)} of the model's {len(mgenes)} genes are in bulk; the scores rest on those",
             DeconvolutionWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return present, np.array([gene_pos[g] for g in present], dtype=np.int64)
 
-    # R's raw-count guard, on the whole matrix.
+
+def _finite(x: Any, genes: list[str]) -> Any:
+    """The bulk matrix as float64 (CSR when sparse), refusing NaN or inf (naming genes)."""
     if sp.issparse(x):
         x = sp.csr_matrix(x, dtype=np.float64)
         if x.nnz and not np.all(np.isfinite(x.data)):
             cols = np.unique(x.indices[~np.isfinite(x.data)])
-            raise ValueError(f"bulk holds NaN or inf values (genes {[genes[c] for c in cols[:5]]}); remove or impute them")
-    else:
-        x = np.asarray(x, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            cols = np.flatnonzero(~np.all(np.isfinite(x), axis=0))
-            raise ValueError(f"bulk holds NaN or inf values (genes {[genes[c] for c in cols[:5]]}); remove or impute them")
-    x, _ = _pp.raw_count_guard(x, what="the bulk expression matrix")
-
-    cols = np.array([gene_pos[g] for g in present], dtype=np.int64)
-    sub = x[:, cols]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    keep = np.ones(len(samples), dtype=bool)
-    if scale:
-        # NMFpredict's "< 3 genes" rule counts every gene of the matrix it gets.
-        if sp.issparse(x):
-            expressed = np.asarray((x > EXPRESSED).sum(axis=1)).ravel()
-        else:
-            expressed = (x > EXPRESSED).sum(axis=1)
-        keep = expressed >= MIN_GENES_EXPRESSED
-        if not keep.all():
-            warnings.warn(
-                f"{int((~keep).sum())} sample(s) express fewer than {MIN_GENES_EXPRESSED} genes and are not scored "
-                f"(NaN rows; R drops them): {[s for s, k in zip(samples, keep) if not k][:5]}",
-                DeconvolutionWarning,
-                stacklevel=2,
+            raise NonFiniteValueError(
+                f"bulk holds NaN or inf values (genes {[genes[c] for c in cols[:5]]}); remove or impute them"
             )
-        if not keep.any():
-            out = pd.DataFrame(np.nan, index=samples, columns=[str(c) for c in w.columns])
-            return (out, []) if return_runs else out
-        sub = _pp.scale(np.asfortranarray(sub[keep]), method="dense", n_jobs=n_jobs)
-    kept_ids = [s for s, k in zip(samples, keep) if k]
-    frame = pd.DataFrame(sub, index=kept_ids, columns=present)
-    with warnings.catch_warnings():
-        # nmf_predict words its warnings for cells; re-issue ours for samples below.
-        warnings.simplefilter("ignore", RecoveryWarning)
-        res = nmf_predict(
-            w, frame, scale=False, cells_per_run=int(samples_per_run), sum_to_one=sum_to_one, mode=mode,
-            n_jobs=n_jobs, return_runs=True,
+        return x
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        cols = np.flatnonzero(~np.all(np.isfinite(x), axis=0))
+        raise NonFiniteValueError(f"bulk holds NaN or inf values (genes {[genes[c] for c in cols[:5]]}); remove or impute them")
+    return x
+
+
+def _expressing_samples(x: Any, samples: list[str]) -> np.ndarray:
+    """Samples expressing at least ``MIN_GENES_EXPRESSED`` genes of the whole matrix (NMFpredict's
+    rule); the others are not scored, with a warning at the caller of :func:`deconvolve`."""
+    if sp.issparse(x):
+        expressed = np.asarray((x > EXPRESSED).sum(axis=1)).ravel()
+    else:
+        expressed = (x > EXPRESSED).sum(axis=1)
+    keep: np.ndarray = expressed >= MIN_GENES_EXPRESSED
+    if not keep.all():
+        warnings.warn(
+            f"{int((~keep).sum())} sample(s) express fewer than {MIN_GENES_EXPRESSED} genes and are not scored "
+            f"(NaN rows; R drops them): {[s for s, k in zip(samples, keep) if not k][:5]}",
+            DeconvolutionWarning,
+            stacklevel=3,
         )
-    scores, runs = res
+    return keep
+
+
+def _warn_unscored(present: list[str], kept_ids: list[str], scores: pd.DataFrame) -> None:
+    """Warn (at the caller of :func:`deconvolve`) when too few model genes left every score NaN,
+    or when samples lost every model feature to their run's zero-variance filter."""
     if len(present) < 5:
         warnings.warn(
             f"only {len(present)} of the model's genes are in bulk (at least 5 needed): scores are NaN, as R",
             DeconvolutionWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     lost = [s for s in kept_ids if s not in scores.index]
     if lost and len(present) >= 5:
@@ -263,8 +279,5 @@ def deconvolve(
             f"{len(lost)} sample(s) are not scored (no model feature left after the zero-variance filter of their "
             f"run): {lost[:5]}",
             DeconvolutionWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    scores = scores.reindex(samples)
-    scores.index.name = None
-    return (scores, runs) if return_runs else scores
