@@ -28,12 +28,12 @@ _NO_SE = ("NonSE", "nonSE")
 
 
 def _table_and_xy(data: Any, coords: Any) -> tuple[pd.DataFrame, np.ndarray]:
-    from ..spatial import _coordinates
+    from ..spatial.inputs import coordinates
 
     obs = data.obs if hasattr(data, "obs") and not isinstance(data, pd.DataFrame) else data
     if not isinstance(obs, pd.DataFrame):
         raise TypeError(f"data must be an AnnData or a DataFrame of per-cell metadata, got {type(data).__name__}")
-    return obs, _coordinates(data, coords)
+    return obs, coordinates(data, coords)
 
 
 def _se_colours(labels: Sequence[str] | np.ndarray) -> dict[str, RGBA]:
