@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,24 @@ def _bulk_matrix(bulk: Any) -> tuple[Any, list[str], list[str]]:
     )
 
 
+#: Per-run details of :func:`deconvolve` with ``return_runs=True``.
+Runs = list[dict[str, Any]]
+
+
+@overload
+def deconvolve(
+    bulk: Any, model_w: Any, *, scale: bool = True, samples_per_run: int = 500, sum_to_one: bool = True,
+    mode: Mode = "exact", n_jobs: int | None = None, return_runs: Literal[False] = False,
+) -> pd.DataFrame: ...
+
+
+@overload
+def deconvolve(
+    bulk: Any, model_w: Any, *, scale: bool = True, samples_per_run: int = 500, sum_to_one: bool = True,
+    mode: Mode = "exact", n_jobs: int | None = None, return_runs: Literal[True],
+) -> tuple[pd.DataFrame, Runs]: ...
+
+
 def deconvolve(
     bulk: Any,
     model_w: Any,
@@ -105,7 +123,7 @@ def deconvolve(
     mode: Mode = "exact",
     n_jobs: int | None = None,
     return_runs: bool = False,
-) -> Any:
+) -> pd.DataFrame | tuple[pd.DataFrame, Runs]:
     """Estimate SE abundances in bulk expression profiles: R's ``DeconvoluteSE``.
 
     Parameters
@@ -180,7 +198,8 @@ def deconvolve(
         keep = _expressing_samples(x, samples)
         if not keep.any():
             out = pd.DataFrame(np.nan, index=samples, columns=[str(c) for c in w.columns])
-            return (out, []) if return_runs else out
+            none: Runs = []
+            return (out, none) if return_runs else out
         sub = _pp.scale(np.asfortranarray(sub[keep]), method="dense", n_jobs=n_jobs)
     kept_ids = [s for s, k in zip(samples, keep) if k]
     frame = pd.DataFrame(sub, index=kept_ids, columns=present)

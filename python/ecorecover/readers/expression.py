@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ import scipy.sparse as sp
 from .files import InputFileError, check_unique, find, one_line, read_header, sep_for, strip_gz
 from .meta import align_meta, read_meta
 from .tenx import read_10x_h5, read_10x_mtx
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["Format", "detect_format", "read_expression"]
 
@@ -66,7 +69,7 @@ def read_expression(
     gex_only: bool = True,
     var_names: Literal["gene_symbols", "gene_ids"] = "gene_symbols",
     backed: bool = False,
-) -> Any:
+) -> AnnData:
     """Read an expression matrix into an AnnData (cells x genes).
 
     Parameters
@@ -138,7 +141,7 @@ _FORMAT_NAMES = {
 }
 
 
-def _read_h5ad(p: Path, *, backed: bool = False) -> Any:
+def _read_h5ad(p: Path, *, backed: bool = False) -> AnnData:
     import anndata as ad
 
     adata = ad.read_h5ad(p, backed="r" if backed else None)
@@ -148,7 +151,7 @@ def _read_h5ad(p: Path, *, backed: bool = False) -> Any:
     return adata
 
 
-def _read_table(p: Path) -> Any:
+def _read_table(p: Path) -> AnnData:
     import anndata as ad
 
     sep = sep_for(p)

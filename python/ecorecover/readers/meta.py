@@ -11,12 +11,15 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .files import InputFileError, check_unique, examples, one_line, read_header, sep_for
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["align_meta", "read_meta"]
 
@@ -129,7 +132,7 @@ def _id_columns(meta: pd.DataFrame, cells: pd.Index) -> list[str]:
     return out
 
 
-def align_meta(adata: Any, meta: pd.DataFrame, *, data_name: str = "data", meta_name: str = "meta") -> Any:
+def align_meta(adata: AnnData, meta: pd.DataFrame, *, data_name: str = "data", meta_name: str = "meta") -> AnnData:
     """Put ``meta``'s rows in the order of ``adata``'s cells (by id) into ``adata.obs``.
 
     Every cell of ``adata`` needs a metadata row; rows for other cells are dropped with a

@@ -12,13 +12,16 @@ import gzip
 import inspect
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .files import InputFileError, check_unique, examples, find, one_line
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["read_10x_h5", "read_10x_mtx"]
 
@@ -28,7 +31,7 @@ def _decode(values: np.ndarray) -> np.ndarray:
 
 
 def _finish_10x(p: Path, x: sp.csr_matrix, barcodes: np.ndarray, ids: np.ndarray, names: np.ndarray,
-                types: np.ndarray | None, gex_only: bool, var_names: str) -> Any:
+                types: np.ndarray | None, gex_only: bool, var_names: str) -> AnnData:
     import anndata as ad
 
     var = pd.DataFrame({"gene_ids": ids, "gene_symbols": names})
@@ -55,7 +58,7 @@ def _finish_10x(p: Path, x: sp.csr_matrix, barcodes: np.ndarray, ids: np.ndarray
     return adata
 
 
-def read_10x_h5(p: Path, *, gex_only: bool, var_names: str) -> Any:
+def read_10x_h5(p: Path, *, gex_only: bool, var_names: str) -> AnnData:
     import h5py
 
     with h5py.File(p, "r") as f:
@@ -90,7 +93,7 @@ def read_10x_h5(p: Path, *, gex_only: bool, var_names: str) -> Any:
     return _finish_10x(p, x, barcodes, ids, names, types, gex_only, var_names)
 
 
-def read_10x_mtx(d: Path, *, gex_only: bool, var_names: str) -> Any:
+def read_10x_mtx(d: Path, *, gex_only: bool, var_names: str) -> AnnData:
     from scipy.io import mmread
 
     mtx = find(d, ("matrix.mtx",))

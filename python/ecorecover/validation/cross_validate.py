@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from .._params import StrOptions, check_params
 from .._validation import resolve_n_jobs
 from ..errors import ParameterError, ParameterTypeError
 from .common import COLLATIONS, Scheme, ValidationWarning
-from .splits import Split, call_scored, collect, plan_splits, resolve_seeds, run_split, run_splits
+from .splits import call_scored, collect, plan_splits, resolve_seeds, run_split, run_splits
 from .majority import vote
 
 __all__ = ["loocv"]
@@ -45,6 +45,28 @@ _log = logging.getLogger("ecorecover.loocv")
 
 def _labels(obs: pd.DataFrame, key: str, what: str) -> np.ndarray:
     return label_column(obs, key, what, missing_hint="every cell needs a label for cross-validation")[0]
+
+
+@overload
+def loocv(
+    adata: Any, *, sample_key: str = "Sample", celltype_key: str = "CellType", se_key: str = "SE",
+    repeats: int | None = None, seed: int = 2024, seeds: Sequence[int] | None = None, scheme: Scheme = "leave_one_out",
+    key_added: str = "cvPred", overwrite: bool = False, recover_kwargs: Mapping[str, Any] | None = None,
+    collation: _collate.Collation = "icu", layer: str | None = None, use_raw: bool = False, n_jobs: int | None = None,
+    progress: bool = True,
+    return_predictions: Literal[False] = False, **train_kwargs: Any,
+) -> pd.DataFrame: ...
+
+
+@overload
+def loocv(
+    adata: Any, *, sample_key: str = "Sample", celltype_key: str = "CellType", se_key: str = "SE",
+    repeats: int | None = None, seed: int = 2024, seeds: Sequence[int] | None = None, scheme: Scheme = "leave_one_out",
+    key_added: str = "cvPred", overwrite: bool = False, recover_kwargs: Mapping[str, Any] | None = None,
+    collation: _collate.Collation = "icu", layer: str | None = None, use_raw: bool = False, n_jobs: int | None = None,
+    progress: bool = True,
+    return_predictions: Literal[True], **train_kwargs: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
 def loocv(
@@ -67,7 +89,7 @@ def loocv(
     progress: bool = True,
     return_predictions: bool = False,
     **train_kwargs: Any,
-) -> Any:
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validated SE predictions per cell: R SpatialEcoTyper's ``LoocvPredict``.
 
     Parameters
