@@ -96,6 +96,29 @@ def solve_h_fast(
 ) -> tuple[F64, npt.NDArray[np.uint32]]: ...
 def sum_to_one_rows(h: F64, n_threads: int | None = None) -> F64: ...
 
+# gather: x is a 2-d numpy array (any strides) or a scipy CSR/CSC matrix/array, values
+# float64/float32/int64/int32/uint32/uint16, indices int32/int64; read in place.
+_Where = tuple[int, int, float] | None
+def gather_pass1(
+    x: Any, start: int, stop: int, cols: I64, groups: I64, n_groups: int, scale: bool, transform: bool,
+    sums: F64, nnz: I64, lo: F64, hi: F64, omitted: npt.NDArray[np.bool_], n_threads: int | None = None,
+) -> tuple[int, _Where, _Where, float, float, bool]: ...
+def gather_pass2(
+    x: Any, start: int, stop: int, cols: I64, groups: I64, mean: F64, transform: bool, sq: F64,
+    n_threads: int | None = None,
+) -> None: ...
+def gather_run_v(
+    x: Any, rows: I64, cols: I64, mean: F64 | None, sd: F64 | None, posneg: bool, transform: bool,
+    in_w: npt.NDArray[np.bool_], scale_max: float = 10.0, n_threads: int | None = None,
+) -> tuple[F64, I64]: ...
+def gather_dense(
+    x: Any, rows: I64, cols: I64, mean: F64 | None = None, sd: F64 | None = None, transform: bool = False,
+    scale_max: float = 10.0, n_threads: int | None = None,
+) -> F64: ...
+def gather_csr(
+    x: Any, rows: I64, cols: I64, transform: bool = False, n_threads: int | None = None,
+) -> tuple[I64, I64, F64]: ...
+
 U32 = npt.NDArray[np.uint32]
 
 class ColocalizationTest:

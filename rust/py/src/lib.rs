@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod fast;
+mod gather;
 mod glue;
 mod nmf;
 mod preprocess;
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     preprocess::register(m)?;
     nmf::register(m)?;
     fast::register(m)?;
+    gather::register(m)?;
     rng::register(m)?;
     select::register(m)?;
     spatial::register(m)?;
