@@ -532,9 +532,9 @@ CASES = [
     Case("recover-min-score-above-1", lambda c: _recover(c.adata, c.model, min_score=1.5), ValueError, r"min_score"),
     Case("recover-min-score-negative", lambda c: _recover(c.adata, c.model, min_score=-0.1), ValueError, r"min_score"),
     Case("recover-cells-per-run-0", lambda c: _recover(c.adata, c.model, cells_per_run=0), ValueError,
-         r"cells_per_run must be a positive integer, got 0"),
+         r"cells_per_run must be >= 1, got 0 \(int\)"),
     Case("recover-cells-per-run-negative", lambda c: _recover(c.adata, c.model, cells_per_run=-3), ValueError,
-         r"cells_per_run must be a positive integer, got -3"),
+         r"cells_per_run must be >= 1, got -3 \(int\)"),
     Case("recover-bad-mode", lambda c: _recover(c.adata, c.model, mode="approx"), ValueError, r"mode must be"),
     # ---- CLI (exit code 2 and a one-line message naming the file, option, cell or gene)
     Case("cli-normalize-negative-count", _cli_negative_counts, CLIFailed,

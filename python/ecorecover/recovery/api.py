@@ -20,6 +20,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping
+from numbers import Real
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
@@ -29,12 +30,14 @@ import scipy.sparse as sp
 
 from .. import _collate
 from .._input_data import check_nonnegative, check_writable
-from ..errors import RecoveryWarning
+from .._validation import resolve_threads
+from .._params import Interval, StrOptions, check_params
+from ..errors import InputDataError, ParameterError, RecoveryWarning
 from .assemble import Assembled, assemble, model_provenance, output_keys, published_postprocess, summary, write
 from .constants import MIN_GENES_EXPRESSED, UNSCORED_REASONS, Mode
 from .engine import Engine, make_engine
 from .inputs import (
-    GeneNames, RecoveryInput, check_model, check_options, check_se_names, check_unique_ids, read_input,
+    RUN_PARAMS, GeneNames, RecoveryInput, check_model, check_se_names, check_unique_ids, read_input,
 )
 from .matching import GroupMatch, match_groups, warn_unmodelled
 from .plan import plan_runs
@@ -51,22 +54,30 @@ _log = logging.getLogger("ecorecover.recover")
 ObjArray = npt.NDArray[np.object_]
 
 
-def _check_recover_args(min_score: Any, cells_per_run: Any, mode: Any, n_jobs: Any, collation: Any, key_added: Any) -> int:
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.integer, np.floating)) or not 0.0 <= float(min_score) <= 1.0:
-        raise ValueError(f"min_score must be a number in [0, 1] (scores sum to 1 per cell), got {min_score!r}")
-    threads = check_options(cells_per_run, mode, n_jobs)
-    if collation not in ("icu", "C"):
-        raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
-    return threads
+#: recover()'s arguments checked before any work (ecorecover._params), in this order.
+RECOVER_PARAMS: dict[str, list[Any]] = {
+    "min_score": [Interval(Real, 0, 1)],  # scores sum to 1 per cell
+    **RUN_PARAMS,
+    "collation": [StrOptions({"icu", "C"})],
+    "key_added": [str],
+}
+
+
+def _check_args(min_score: Any, cells_per_run: Any, mode: Any, n_jobs: Any, collation: Any, key_added: Any) -> int:
+    """Check the arguments (ParameterError / ParameterTypeError); returns the thread count."""
+    values = {"min_score": min_score, "cells_per_run": cells_per_run, "mode": mode, "n_jobs": n_jobs,
+              "collation": collation, "key_added": key_added}
+    check_params("ecorecover.recover()", RECOVER_PARAMS, values)
+    if not key_added:
+        raise ParameterError("ecorecover.recover(): key_added must be a non-empty string, got ''")
+    return resolve_threads(n_jobs)
 
 
 def _check_target(inp: RecoveryInput, copy: bool, key_added: str, overwrite: bool) -> None:
     """Before any work: an AnnData to return (copy), keys free to write, no scaled data in memory,
     unique cell ids."""
     if copy and inp.adata is None:
-        raise ValueError("copy=True returns an AnnData; it needs an AnnData input")
+        raise ParameterError("copy=True returns an AnnData; it needs an AnnData input")
     if inp.adata is not None:
         check_writable(inp.adata, output_keys(key_added), overwrite=overwrite, category=RecoveryWarning)
     if inp.src is not None and (sp.issparse(inp.x) or isinstance(inp.x, np.ndarray)):
@@ -79,7 +90,7 @@ def _label_counts(labels: ObjArray, models: Mapping[str, Any], celltype_key: str
     """Cells per label; at least one cell type of the model must be in the data."""
     counts = pd.Series(labels, dtype=object).value_counts(dropna=True)
     if not any(ct in counts.index for ct in models):
-        raise ValueError(
+        raise InputDataError(
             f"no cell type of the model is present in the data: the model has {list(models)}, the data's "
             f"cell types are {list(counts.index[:20])}{' ...' if len(counts) > 20 else ''}"
             + (f" (from adata.obs[{celltype_key!r}])" if from_obs else "")
@@ -340,7 +351,7 @@ def recover(
     ``"ecorecover.recover"`` logger at INFO level; the progress bar is off when stderr is not
     a terminal.
     """
-    threads = _check_recover_args(min_score, cells_per_run, mode, n_jobs, collation, key_added)
+    threads = _check_args(min_score, cells_per_run, mode, n_jobs, collation, key_added)
     models = check_model(model)
     check_se_names(models)
     inp, labels = read_input(adata, celltype_key, celltypes, gene_symbols, layer, use_raw)

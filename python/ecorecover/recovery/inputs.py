@@ -10,9 +10,9 @@ names.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
+from numbers import Integral
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,9 @@ import pandas as pd
 
 from .._input_data import MatrixSource, negative_values_error, select_matrix
 from .._labels import check_label_types
-from .._validation import resolve_n_jobs
-from ..errors import RecoveryWarning
+from .._params import Interval, StrOptions, check_params
+from .._validation import resolve_threads
+from ..errors import InputDataError, ParameterError, ParameterTypeError, RecoveryWarning, ShapeError
 from ..model import _as_weight_frame
 from .constants import OUTPUT_COLUMNS
 
@@ -38,6 +39,7 @@ __all__ = [
     "label_array",
     "read_input",
     "resolve_threads",
+    "RUN_PARAMS",
     "unique_names",
 ]
 
@@ -72,41 +74,39 @@ class GeneNames:
         return self.genes[self.kept[i]]
 
 
-def resolve_threads(n_jobs: Any) -> int:
-    """Threads for ``n_jobs`` (None or -1: the cores this process may use)."""
-    threads = resolve_n_jobs(n_jobs)
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, int(threads))
+#: The run options shared by recover() and nmf_predict(), checked in this order.
+RUN_PARAMS: dict[str, list[Any]] = {
+    "cells_per_run": [Interval(Integral, 1, None)],
+    "mode": [StrOptions({"exact", "fast"})],
+    "n_jobs": ["n_jobs"],
+}
 
 
-def check_options(cells_per_run: Any, mode: Any, n_jobs: Any) -> int:
-    """Check the options shared by recover() and nmf_predict(); returns the thread count."""
-    if isinstance(cells_per_run, bool) or not isinstance(cells_per_run, (int, np.integer)) or cells_per_run < 1:
-        raise ValueError(f"cells_per_run must be a positive integer, got {cells_per_run!r}")
-    if mode not in ("exact", "fast"):
-        raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
+def check_options(where: str, cells_per_run: Any, mode: Any, n_jobs: Any) -> int:
+    """Check the options shared by recover() and nmf_predict() (``where``: the function, for
+    messages); returns the thread count."""
+    check_params(where, RUN_PARAMS, {"cells_per_run": cells_per_run, "mode": mode, "n_jobs": n_jobs})
     return resolve_threads(n_jobs)
 
 
 def check_model(model: Any) -> dict[str, pd.DataFrame]:
     """cell type -> W (features x SEs) of a RecoveryModel or mapping, checked."""
     if not isinstance(model, Mapping):
-        raise TypeError(
+        raise ParameterTypeError(
             f"model must be a RecoveryModel or a mapping cell type -> W DataFrame, got {type(model).__name__}"
         )
     if len(model) == 0:
-        raise ValueError("model holds no cell types")
+        raise ParameterError("model holds no cell types")
     out: dict[str, pd.DataFrame] = {}
     for ct in model:
         w = model[ct]
         if not isinstance(w, pd.DataFrame):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"model[{ct!r}] must be a pandas DataFrame (features x SEs, row names = features), "
                 f"got {type(w).__name__}"
             )
         if w.shape[0] == 0 or w.shape[1] == 0:
-            raise ValueError(f"model[{ct!r}] is empty ({w.shape[0]} features x {w.shape[1]} SEs)")
+            raise ShapeError(f"model[{ct!r}] is empty ({w.shape[0]} features x {w.shape[1]} SEs)")
         out[str(ct)] = _as_weight_frame(str(ct), w, owner="model", coerce_labels=True)
     return out
 
@@ -116,7 +116,7 @@ def check_se_names(models: Mapping[str, pd.DataFrame]) -> None:
     for ct, w in models.items():
         clash = [str(se) for se in w.columns if str(se) in OUTPUT_COLUMNS]
         if clash:
-            raise ValueError(
+            raise ParameterError(
                 f"model[{ct!r}] has an SE named {clash[0]!r}, which is also a column of recover()'s table "
                 f"{list(OUTPUT_COLUMNS)}; rename the SE (e.g. model[{ct!r}].rename(columns={{{clash[0]!r}: "
                 f"'SE_{clash[0]}'}}))"
@@ -146,7 +146,7 @@ def check_unique_ids(ids: Sequence[str]) -> None:
     idx = pd.Index(ids)
     if idx.has_duplicates:
         d = list(dict.fromkeys(idx[idx.duplicated()]))
-        raise ValueError(
+        raise InputDataError(
             f"cell ids must be unique, found {len(d)} duplicated (e.g. {d[:3]}); "
             "call adata.obs_names_make_unique() first"
         )
@@ -159,9 +159,9 @@ def label_array(values: Any, n: int, what: str) -> ObjArray:
     else:
         arr = np.asarray(values, dtype=object)
     if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+        raise ShapeError(f"{what} must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n:
-        raise ValueError(f"{what} has {len(arr)} labels but the data have {n} cells; give one cell type per cell")
+        raise ShapeError(f"{what} has {len(arr)} labels but the data have {n} cells; give one cell type per cell")
     check_label_types(arr, what)
     return np.array(
         [None if (x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))) else str(x) for x in arr],
@@ -183,7 +183,7 @@ def align_labels(celltypes: Any, cell_ids: list[str]) -> Any:
             return celltypes.set_axis(idx).reindex(cell_ids)
         known = set(cell_ids)
         stray = next(i for i in idx if i not in known) if not set(idx) <= known else None
-        raise ValueError(
+        raise InputDataError(
             "celltypes is a Series whose index does not match the cell ids"
             + (f" (e.g. {stray!r} is not a cell id)" if stray is not None else " (duplicated ids)")
             + "; index it by cell id, or pass a list/array to match by position"
@@ -201,10 +201,10 @@ def read_input(
     if isinstance(adata, anndata.AnnData):
         return _read_anndata(adata, celltype_key, celltypes, gene_symbols, layer, use_raw)
     if layer is not None or use_raw:
-        raise ValueError("layer= and use_raw= choose a matrix of an AnnData; a DataFrame input is the matrix itself")
+        raise ParameterError("layer= and use_raw= choose a matrix of an AnnData; a DataFrame input is the matrix itself")
     if isinstance(adata, pd.DataFrame):
         return _read_frame(adata, celltypes, gene_symbols)
-    raise TypeError(
+    raise ParameterTypeError(
         f"adata must be an AnnData (cells x genes) or a genes x cells pandas DataFrame, got {type(adata).__name__}"
     )
 
@@ -237,9 +237,9 @@ def _read_anndata(
 
 def _read_frame(frame: pd.DataFrame, celltypes: Any, gene_symbols: str | None) -> tuple[RecoveryInput, ObjArray]:
     if gene_symbols is not None:
-        raise ValueError("gene_symbols names a column of adata.var; with a DataFrame input, name its rows by gene")
+        raise ParameterError("gene_symbols names a column of adata.var; with a DataFrame input, name its rows by gene")
     if celltypes is None:
-        raise ValueError(
+        raise ParameterError(
             "a genes x cells DataFrame needs celltypes= (one cell-type label per column), as R's RecoverSE"
         )
     cell_ids = [str(c) for c in frame.columns]

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ..errors import GeneMatchError, RecoveryWarning
+from ..errors import GeneMatchError, ParameterTypeError, RecoveryWarning
 from .constants import MIN_GENES_EXPRESSED, MIN_MODEL_GENES, Mode
 from .engine import ThreadEngine
 from .inputs import check_model, check_options, check_unique_ids, unique_names
@@ -37,7 +37,7 @@ def _matrix(x: Any) -> tuple[list[str], list[str], Any]:
         return [str(c) for c in x.obs_names], [str(g) for g in x.var_names], x.X
     if isinstance(x, pd.DataFrame):
         return [str(c) for c in x.index], [str(g) for g in x.columns], x.to_numpy(dtype=np.float64)
-    raise TypeError(f"x must be a cells x genes DataFrame or an AnnData, got {type(x).__name__}")
+    raise ParameterTypeError(f"x must be a cells x genes DataFrame or an AnnData, got {type(x).__name__}")
 
 
 def _group(w: pd.DataFrame, genes: list[str], gene_pos: dict[str, int], n: int) -> Group:
@@ -155,7 +155,7 @@ def nmf_predict(
         Scored cells (with ``scale``, those expressing fewer than 3 genes are omitted, as R) x
         SEs, in ``w``'s column order; with ``return_runs``, ``(scores, runs)``.
     """
-    threads = check_options(cells_per_run, mode, n_jobs)
+    threads = check_options("ecorecover.nmf_predict()", cells_per_run, mode, n_jobs)
     w = check_model({"W": w})["W"]
     cell_ids, genes, mat = _matrix(x)
     check_unique_ids(cell_ids)

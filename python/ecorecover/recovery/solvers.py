@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from .. import _core
 from .. import nmf as _nmf
+from ..errors import NegativeValueError
 from ..rng import RRandom
 from .constants import SCALE_MAX, SEED, Mode
 from .matching import Group
@@ -87,8 +88,8 @@ def _features(g: Group, z: F64) -> tuple[F64, list[str]]:
     return v[:, idx], [names[i] for i in idx]
 
 
-def _plain_model_negative(g: Group) -> ValueError:
-    return ValueError(
+def _plain_model_negative(g: Group) -> NegativeValueError:
+    return NegativeValueError(
         f"model[{g.name!r}] names plain genes (no '__pos'/'__neg' features), so R feeds the scaled "
         "data to NMF without posneg, but it has negative values; NMF needs non-negative input "
         "(use scale=False with such a model, or a posneg model)"
@@ -136,8 +137,8 @@ def fast_run(
             x, gpos, gneg, mean=None if model.sd is None else model.mean, sd=model.sd, posneg=g.posneg,
             scale_max=SCALE_MAX, n_jobs=threads,
         )
-    except ValueError as exc:
-        if not g.posneg and "negative" in str(exc):
+    except NegativeValueError as exc:  # the scaled data of a plain (not posneg) model
+        if not g.posneg:
             raise _plain_model_negative(g) from exc
         raise
     scores = sum_to_one(h) if sum2one else h

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from ..errors import ShapeError
+
 __all__ = ["RowSource", "as_csr_block", "block_rows", "block_size", "dask_columns", "is_dask", "is_range"]
 
 IntArray = npt.NDArray[np.int64]
@@ -82,7 +84,7 @@ def as_csr_block(blk: Any, cols: IntArray | None) -> sp.csr_matrix:
     else:
         blk = np.asarray(blk)
         if blk.ndim != 2:
-            raise ValueError(f"the expression matrix must be 2-dimensional, got shape {blk.shape}")
+            raise ShapeError(f"the expression matrix must be 2-dimensional, got shape {blk.shape}")
         if cols is not None and (not is_range(cols) or len(cols) != blk.shape[1]):
             blk = blk[:, cols]
     if sp.issparse(blk):

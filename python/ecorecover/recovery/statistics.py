@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..errors import RawCountWarning
+from ..errors import NonFiniteValueError, RawCountWarning
 from ..preprocessing import RAW_COUNT_MAX
 from .constants import EXPRESSED, MIN_GENES_EXPRESSED, SCALE_MAX
 from .matching import Group
@@ -205,7 +205,7 @@ class BlockChecks:
         """Check the block whose first row is ``a`` (raises on bad values) and fold its range."""
         if scan.nonfinite is not None:
             r, c, count, value = scan.nonfinite
-            raise ValueError(
+            raise NonFiniteValueError(
                 f"the expression matrix holds {count} non-finite value(s) (NaN or inf) in this "
                 f"block, first at cell {self.cell_ids[a + r]!r}, gene {self._gene(c)!r}: "
                 f"{value!r}; remove or impute them first"
