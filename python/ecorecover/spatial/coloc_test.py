@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .. import _collate, _core
-from ..errors import ParameterTypeError
+from .._params import check_params
 from .inputs import Cells, SpatialWarning, check_number, codes, labels, obs_of, permutation_input, run_permutations
 
 __all__ = ["ColocalizationResult", "cell_states", "colocalization"]
@@ -182,8 +182,7 @@ def colocalization(
     radius = check_number(radius, "radius", integer=False, minimum=0.0, strict=True)
     k = check_number(k, "k", integer=True, minimum=2)
     min_cells = check_number(min_cells, "min_cells", integer=True, minimum=1)
-    if not isinstance(test, (bool, np.bool_)):
-        raise ParameterTypeError(f"test must be True or False, got {test!r}")
+    check_params("ecorecover.spatial.colocalization()", {"test": ["boolean"]}, {"test": test})
     cells = permutation_input(data, state_key, "state_key", "cell state", celltype_key, coords, n_perm, progress, n_jobs,
                               seed, "colocalization")
     core = _colocalization_test(cells, k, radius, min_cells)

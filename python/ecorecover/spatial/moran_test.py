@@ -17,16 +17,8 @@ __all__ = ["moran"]
 
 
 def moran(
-    data: Any,
-    *,
-    se_key: str = "SE",
-    celltype_key: str = "CellType",
-    coords: Any = None,
-    k: int = 3,
-    n_perm: int = 1000,
-    seed: int | None = None,
-    n_jobs: int | None = None,
-    progress: bool = True,
+    data: Any, *, se_key: str = "SE", celltype_key: str = "CellType", coords: Any = None, k: int = 3,
+    n_perm: int = 1000, seed: int | None = None, n_jobs: int | None = None, progress: bool = True,
 ) -> pd.DataFrame:
     """Moran's I of each SE with permutation z-scores: R's ``ComputeNormalizedMoranI``.
 
