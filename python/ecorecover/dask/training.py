@@ -11,7 +11,7 @@ from typing import Any
 from ..training.ensemble import RunFunction, RunItem, RunProgress
 from ..training.fit import RunResult
 from ..training.plan import Prepared
-from . import _distributed, get_client
+from . import get_client
 
 __all__ = ["DaskRunExecutor"]
 
@@ -26,7 +26,8 @@ class DaskRunExecutor:
     def map_runs(
         self, fn: RunFunction, prepared: Mapping[str, Prepared], items: Sequence[RunItem], *, progress: bool
     ) -> list[RunResult]:
-        distributed = _distributed()
+        import distributed  # present: get_client() gave a client
+
         names = list(prepared)
         scattered = dict(zip(names, self.client.scatter([prepared[c] for c in names], hash=False)))
         futures = [self.client.submit(fn, scattered[it.cell_type], it, pure=False) for it in items]
@@ -34,7 +35,7 @@ class DaskRunExecutor:
             bar = RunProgress(items, enabled=True)
             item_of = {f.key: it for f, it in zip(futures, items)}
             try:
-                for f in distributed.as_completed(futures):
+                for f in distributed.as_completed(futures):  # type: ignore[no-untyped-call]  # distributed is untyped here
                     bar.done(item_of[f.key])
             finally:
                 bar.close()

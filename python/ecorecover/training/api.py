@@ -26,14 +26,14 @@ from .options import TrainOptions, train_options
 from .plan import Prepared, prepare_cell_type, trainable_cell_types
 from .sampling import DrawOptions
 
-__all__ = ["Training", "fit", "train"]
+__all__ = ["Training", "dask_executor", "run_training", "train"]
 
 log = logging.getLogger("ecorecover.train")
 
 
 @dataclass
 class Training:
-    """What :func:`fit` computed: the cell names, the per-cell-type results of every run and
+    """What :func:`run_training` computed: the cell names, the per-cell-type results of every run and
     the parameters every model records."""
 
     cells: list[str]
@@ -48,7 +48,7 @@ class Training:
         }
 
 
-def fit(
+def run_training(
     adata: object, options: TrainOptions, *, meta: pd.DataFrame | None = None, executor: RunExecutor | None = None
 ) -> Training:
     """Every step of :func:`train` but the model: input, cell types, preparation and runs
@@ -211,5 +211,5 @@ def train(
         progress=progress, session_seed=session_seed, layer=layer, use_raw=use_raw,
     )
     executor = None if client is None else dask_executor(client)
-    training = fit(adata, options, meta=meta, executor=executor)
+    training = run_training(adata, options, meta=meta, executor=executor)
     return build_model(training.fits, options, training.params)

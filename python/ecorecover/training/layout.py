@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._naming import NEG, POS
 from ..rng import RRandom
 from .plan import Prepared
 from .sampling import DrawOptions, draw
@@ -53,7 +54,7 @@ def posneg_features(z: F64, genes: Sequence[str]) -> Features:
     gene = keep % n if n else keep
     neg = keep >= n
     if has_neg:
-        names = [f"{genes[g]}__neg" if q else f"{genes[g]}__pos" for g, q in zip(gene.tolist(), neg.tolist())]
+        names = [f"{genes[g]}{NEG if q else POS}" for g, q in zip(gene.tolist(), neg.tolist())]
     else:
         names = [str(genes[g]) for g in gene.tolist()]
     return Features(np.ascontiguousarray(full[:, keep]), gene, neg, names)
