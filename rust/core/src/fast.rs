@@ -14,8 +14,11 @@
 //! support is found, full steps are taken and convergence is quadratic: 3-6 iterations per
 //! cell on the fixtures. `k` (the number of SEs) is small, ~12.
 //!
-//! Cells are independent: they are processed in parallel and each gives the same bits for any
-//! thread count. A [`Cancel`] flag is polled before each cell and every 10 Newton iterations.
+//! Cells are independent: they are solved in lanes of [`LANES`] cells in lock-step (the lane
+//! kernel in [`lanes`], compiled for AVX2 as well and chosen at run time), each cell's
+//! operations in the order of the plain per-cell solver in [`reference`], so every cell gets
+//! the same bits on any path and for any thread count. A [`Cancel`] flag is polled before
+//! each cell and every Newton iteration.
 //!
 //! Also here: R's sum-to-one (`t(t(H) / colSums(H))`, colSums accumulating in x87 long
 //! double) for cells x k score matrices.
@@ -24,15 +27,23 @@
 // meant to be true for NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+mod lanes;
+mod qp;
+mod reference;
+mod simd;
+
+use std::sync::Mutex;
+
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
+
+pub use lanes::{SimdPath, LANES};
 
 use crate::cancel::Cancel;
 use crate::error::{CoreError, Result};
 use crate::longdouble::ld_sum;
 use crate::preprocess::scaled;
 use crate::sparse::Compressed;
-use crate::EPS;
 
 /// Stopping rule of the per-cell solver.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,10 +82,13 @@ struct Prepared {
     k: usize,
     g: usize,
     posneg: bool,
-    /// Per gene: W rows (k each) or None.
+    /// Per gene: W rows (k each) or None (NaN in W: the feature is not used).
     pos: Vec<Option<Vec<f64>>>,
     neg: Vec<Option<Vec<f64>>>,
+    /// Column sums of the used rows of W (the linear term d of f).
     denom: Vec<f64>,
+    /// The sum of `denom`.
+    denom_sum: f64,
 }
 
 fn prepare(model: &GeneModel) -> Result<Prepared> {
@@ -110,332 +124,80 @@ fn prepare(model: &GeneModel) -> Result<Prepared> {
             denom[a] += r[a];
         }
     }
-    Ok(Prepared { k, g, posneg: model.posneg, pos, neg, denom })
+    let denom_sum = denom.iter().sum();
+    Ok(Prepared { k, g, posneg: model.posneg, pos, neg, denom, denom_sum })
 }
 
-/// Per-thread scratch space.
-struct Work {
+
+/// One block's input: the CSR rows, the scaling and the value of a gene where a cell has no
+/// entry; first error met while gathering (a negative value without posneg).
+struct Input<'a> {
+    x: &'a Compressed<'a>,
+    scaling: Option<Scaling<'a>>,
+    z0: Vec<f64>,
+    failed: Mutex<Option<CoreError>>,
+}
+
+/// One cell's features: its scaled values `z` (all genes), and the used features' W rows
+/// (`a`, p x k) and values (`v`, all > 0) in gene order.
+struct Features {
     z: Vec<f64>,
     a: Vec<f64>,
     v: Vec<f64>,
-    y: Vec<f64>,
-    yn: Vec<f64>,
-    grad: Vec<f64>,
-    hess: Vec<f64>,
-    step: Vec<f64>,
-    hn: Vec<f64>,
-    qp: QpWork,
 }
 
-impl Work {
+impl Features {
     fn new(g: usize, k: usize) -> Self {
-        Work {
-            z: vec![0.0; g],
-            a: Vec::with_capacity(g * k),
-            v: Vec::with_capacity(g),
-            y: vec![0.0; g],
-            yn: vec![0.0; g],
-            grad: vec![0.0; k],
-            hess: vec![0.0; k * k],
-            step: vec![0.0; k],
-            hn: vec![0.0; k],
-            qp: QpWork {
-                free: vec![false; k],
-                idx: Vec::with_capacity(k),
-                rhs: vec![0.0; k],
-                sol: vec![0.0; k],
-                chol: vec![0.0; k * k],
-            },
-        }
+        Features { z: vec![0.0; g], a: Vec::with_capacity(g * k), v: Vec::with_capacity(g) }
     }
-}
 
-/// `y = A h` for the p rows of A (row-major, k columns).
-#[inline]
-fn mat_vec(a: &[f64], h: &[f64], k: usize, y: &mut [f64]) {
-    for (yi, row) in y.iter_mut().zip(a.chunks_exact(k)) {
-        let mut s = 0.0;
-        for c in 0..k {
-            s += row[c] * h[c];
+    /// Scale the cell's values (if a scaling is given) and keep its posneg features whose W
+    /// row is used and not all zero.
+    fn gather(&mut self, prep: &Prepared, input: &Input, cell: usize) {
+        self.z.copy_from_slice(&input.z0);
+        let (idx, val) = input.x.slice(cell);
+        for (&j, &val) in idx.iter().zip(val) {
+            let j = j as usize;
+            self.z[j] = match &input.scaling {
+                Some(s) => scaled(val, s.mean[j], s.sd[j], s.scale_max),
+                None => val,
+            };
         }
-        *yi = s;
-    }
-}
-
-/// f(h) given y = A h; +inf when some (W h)_i with v_i > 0 is not positive.
-#[inline]
-fn objective(d: &[f64], h: &[f64], v: &[f64], y: &[f64]) -> f64 {
-    let mut f = 0.0;
-    for (da, ha) in d.iter().zip(h) {
-        f += da * ha;
-    }
-    let mut l = 0.0;
-    for (vi, yi) in v.iter().zip(y) {
-        if *yi <= 0.0 {
-            return f64::INFINITY;
-        }
-        l += vi * yi.ln();
-    }
-    f - l
-}
-
-/// Cholesky of the sub-matrix of `hess` (k x k) on the indices `idx`, with `ridge` added to
-/// its diagonal; solves `H_PP s = rhs_P` into `out` (indexed like `idx`). False when not
-/// positive definite.
-fn chol_solve(
-    hess: &[f64],
-    chol: &mut [f64],
-    idx: &[usize],
-    k: usize,
-    ridge: f64,
-    rhs: &[f64],
-    out: &mut [f64],
-) -> bool {
-    let m = idx.len();
-    for i in 0..m {
-        for j in 0..=i {
-            let mut s = hess[idx[i] * k + idx[j]];
-            if i == j {
-                s += ridge;
-            }
-            for l in 0..j {
-                s -= chol[i * k + l] * chol[j * k + l];
-            }
-            if i == j {
-                if !(s > 0.0) {
-                    return false;
-                }
-                chol[i * k + i] = s.sqrt();
-            } else {
-                chol[i * k + j] = s / chol[j * k + j];
-            }
-        }
-    }
-    for i in 0..m {
-        let mut s = rhs[i];
-        for l in 0..i {
-            s -= chol[i * k + l] * out[l];
-        }
-        out[i] = s / chol[i * k + i];
-    }
-    for i in (0..m).rev() {
-        let mut s = out[i];
-        for l in i + 1..m {
-            s -= chol[l * k + i] * out[l];
-        }
-        out[i] = s / chol[i * k + i];
-    }
-    true
-}
-
-/// Solve the non-negative quadratic program `min_u 1/2 u'Hu + q'u, u >= 0` by a primal
-/// active-set method (Lawson-Hanson style), starting from the feasible `u` (its support is
-/// the initial free set). `u` is updated in place.
-fn nnqp(hess: &[f64], q: &[f64], k: usize, u: &mut [f64], w: &mut QpWork) {
-    let diag_max = (0..k).map(|a| hess[a * k + a]).fold(0.0, f64::max);
-    let ridge0 = if diag_max > 0.0 { diag_max * 1e-13 } else { 1e-300 };
-    for a in 0..k {
-        w.free[a] = u[a] > 0.0;
-        if !w.free[a] {
-            u[a] = 0.0;
-        }
-    }
-    let mut pivots = 0;
-    let max_pivots = 4 * k + 20;
-    loop {
-        // Inner loop: unconstrained minimum on the free set, keeping u feasible.
-        loop {
-            pivots += 1;
-            w.idx.clear();
-            w.idx.extend((0..k).filter(|&a| w.free[a]));
-            let m = w.idx.len();
-            for (t, &a) in w.idx.iter().enumerate() {
-                w.rhs[t] = -q[a];
-            }
-            let mut ridge = 0.0;
-            while !chol_solve(hess, &mut w.chol, &w.idx, k, ridge, &w.rhs[..m], &mut w.sol[..m]) {
-                ridge = if ridge == 0.0 { ridge0 } else { ridge * 100.0 };
-                if ridge > diag_max.max(1.0) * 1e6 {
-                    return; // hopeless: keep u
-                }
-            }
-            if w.sol[..m].iter().all(|&x| x > 0.0) || pivots > max_pivots {
-                for a in 0..k {
-                    u[a] = 0.0;
-                }
-                for (t, &a) in w.idx.iter().enumerate() {
-                    u[a] = w.sol[t].max(0.0);
-                }
-                break;
-            }
-            // Step from u towards the solution until the first free variable hits 0.
-            let mut alpha = 1.0;
-            let mut hit = usize::MAX;
-            for (t, &a) in w.idx.iter().enumerate() {
-                if w.sol[t] <= 0.0 {
-                    let r = u[a] / (u[a] - w.sol[t]);
-                    if r < alpha || hit == usize::MAX {
-                        alpha = r.min(alpha);
-                        hit = a;
+        self.a.clear();
+        self.v.clear();
+        for j in 0..prep.g {
+            let zj = self.z[j];
+            let (row, val) = if zj > 0.0 {
+                (&prep.pos[j], zj)
+            } else if zj < 0.0 {
+                if !prep.posneg {
+                    if prep.pos[j].is_some() {
+                        let mut e = input.failed.lock().unwrap_or_else(|p| p.into_inner());
+                        if e.is_none() {
+                            *e = Some(CoreError::Negative(format!(
+                                "feature value {zj} of gene {j}: a model without posneg features needs non-negative data"
+                            )));
+                        }
                     }
+                    continue;
                 }
-            }
-            for (t, &a) in w.idx.iter().enumerate() {
-                u[a] += alpha * (w.sol[t] - u[a]);
-                if u[a] <= 0.0 || a == hit {
-                    u[a] = 0.0;
-                    w.free[a] = false;
-                }
-            }
-        }
-        if pivots > max_pivots {
-            return;
-        }
-        // Optimality on the bound: the most negative gradient component enters.
-        let qmax = q.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        let mut best = usize::MAX;
-        let mut best_val = 1e-13 * qmax.max(1e-300);
-        for a in 0..k {
-            if w.free[a] {
+                (&prep.neg[j], -zj)
+            } else {
                 continue;
-            }
-            let mut gr = q[a];
-            for b in 0..k {
-                gr += hess[a * k + b] * u[b];
-            }
-            if -gr > best_val {
-                best_val = -gr;
-                best = a;
-            }
-        }
-        if best == usize::MAX {
-            return;
-        }
-        w.free[best] = true;
-        // Entering at 0: give the inner solve a feasible start on the new free set.
-    }
-}
-
-struct QpWork {
-    free: Vec<bool>,
-    idx: Vec<usize>,
-    rhs: Vec<f64>,
-    sol: Vec<f64>,
-    chol: Vec<f64>,
-}
-
-/// Minimise f over h >= 0 for one cell whose used features are the rows of `w.a` with values
-/// `w.v` (all > 0), by sequential quadratic programming: at each iterate the exact
-/// non-negative minimiser of f's second-order model (a k-variable QP, solved by an active
-/// set method) gives the direction, followed by an Armijo backtracking search (full steps
-/// near the solution: quadratic convergence once the support is found, typically 3-6
-/// iterations). Returns the iterations run; gives up early (the caller then discards `h`)
-/// once `cancel` is set.
-fn solve_one(w: &mut Work, d: &[f64], k: usize, h: &mut [f64], opts: &FastOptions, cancel: &Cancel) -> usize {
-    let p = w.v.len();
-    if p == 0 {
-        // No signal: the minimiser is h = 0; the multiplicative updates end at the floor.
-        h.iter_mut().for_each(|x| *x = EPS);
-        return 0;
-    }
-    let sv: f64 = w.v.iter().sum();
-    let sd: f64 = d.iter().sum();
-    let c = if sd > 0.0 { sv / sd } else { 1.0 };
-    h.iter_mut().for_each(|x| *x = c);
-    let (y, yn) = (&mut w.y[..p], &mut w.yn[..p]);
-    mat_vec(&w.a, h, k, y);
-    let mut f = objective(d, h, &w.v, y);
-    let sigma = 1e-4;
-    let mut it = 0;
-    while it < opts.max_iter {
-        if it % 10 == 9 && cancel.is_cancelled() {
-            break;
-        }
-        it += 1;
-        // Gradient and Hessian of f at h.
-        w.grad.copy_from_slice(d);
-        w.hess.iter_mut().for_each(|x| *x = 0.0);
-        for ((row, &vi), &yi) in w.a.chunks_exact(k).zip(&w.v).zip(y.iter()) {
-            let r = vi / yi;
-            let q = r / yi;
-            for a in 0..k {
-                w.grad[a] -= row[a] * r;
-                let qa = q * row[a];
-                for b in 0..=a {
-                    w.hess[a * k + b] += qa * row[b];
+            };
+            if let Some(r) = row {
+                if r.iter().any(|&c| c > 0.0) {
+                    self.a.extend_from_slice(r);
+                    self.v.push(val);
                 }
             }
         }
-        for a in 0..k {
-            for b in 0..a {
-                w.hess[b * k + a] = w.hess[a * k + b];
-            }
-        }
-        // QP: min_u 1/2 u'Hu + (g - Hh)'u, u >= 0; direction u - h.
-        for a in 0..k {
-            let mut hh = 0.0;
-            for b in 0..k {
-                hh += w.hess[a * k + b] * h[b];
-            }
-            w.step[a] = w.grad[a] - hh; // q
-            w.hn[a] = h[a];
-        }
-        nnqp(&w.hess, &w.step, k, &mut w.hn, &mut w.qp);
-        let mut slope = 0.0;
-        for a in 0..k {
-            w.step[a] = w.hn[a] - h[a];
-            slope += w.grad[a] * w.step[a];
-        }
-        if !(slope < 0.0) {
-            break; // no descent direction left: converged
-        }
-        let mut t = 1.0;
-        let mut accepted = false;
-        let mut fnew = f;
-        for _ in 0..60 {
-            for a in 0..k {
-                w.hn[a] = (h[a] + t * w.step[a]).max(0.0);
-            }
-            mat_vec(&w.a, &w.hn, k, yn);
-            fnew = objective(d, &w.hn, &w.v, yn);
-            if fnew.is_finite() && fnew <= f + sigma * t * slope {
-                accepted = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !accepted {
-            break; // no decrease at machine precision: converged
-        }
-        let hmax = w.hn.iter().copied().fold(0.0, f64::max);
-        let mut change = 0.0f64;
-        for a in 0..k {
-            change = change.max((w.hn[a] - h[a]).abs());
-        }
-        h.copy_from_slice(&w.hn);
-        y.copy_from_slice(yn);
-        f = fnew;
-        // A full Newton step of relative size s leaves an error of order s^2.
-        if change <= opts.tol * hmax || (t == 1.0 && change <= opts.tol.sqrt() * hmax) {
-            break;
-        }
     }
-    it
 }
 
-/// Fast recovery of the cells of a CSR block (cells x model genes, raw values): scales each
-/// value with `scaling` (if given), builds the cell's posneg features, and solves its KL
-/// problem. Returns H (cells x k) and the Newton iterations per cell, or
-/// [`CoreError::Cancelled`] once `cancel` is set (polled before each cell).
-pub fn solve_cells(
-    x: &Compressed,
-    model: &GeneModel,
-    scaling: Option<Scaling>,
-    opts: &FastOptions,
-    cancel: &Cancel,
-) -> Result<(Array2<f64>, Vec<u32>)> {
-    let prep = prepare(model)?;
-    let (k, g) = (prep.k, prep.g);
+/// Check the block against the model and build what every cell's gathering needs.
+fn input<'a>(x: &'a Compressed<'a>, prep: &Prepared, scaling: Option<Scaling<'a>>) -> Result<Input<'a>> {
+    let g = prep.g;
     if x.n_minor != g {
         return Err(CoreError::Shape(format!("the data have {} genes but the model {g}", x.n_minor)));
     }
@@ -451,68 +213,91 @@ pub fn solve_cells(
     if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
         return Err(CoreError::NonFinite(format!("the expression block holds {v}")));
     }
-    let n = x.n_major;
     // The value of a gene where the cell has no entry.
     let z0: Vec<f64> = match &scaling {
         Some(s) => (0..g).map(|j| scaled(0.0, s.mean[j], s.sd[j], s.scale_max)).collect(),
         None => vec![0.0; g],
     };
+    Ok(Input { x, scaling, z0, failed: Mutex::new(None) })
+}
+
+/// Cells per parallel task of the lane kernel (its lanes are refilled within a task).
+const CELLS_PER_TASK: usize = 512;
+
+/// Fast recovery of the cells of a CSR block (cells x model genes, raw values): scales each
+/// value with `scaling` (if given), builds the cell's posneg features, and solves its KL
+/// problem. Returns H (cells x k) and the Newton iterations per cell, or
+/// [`CoreError::Cancelled`] once `cancel` is set (polled before each cell). Runs the lane
+/// kernel on the widest SIMD path of this CPU ([`SimdPath::best`]).
+pub fn solve_cells(
+    x: &Compressed,
+    model: &GeneModel,
+    scaling: Option<Scaling>,
+    opts: &FastOptions,
+    cancel: &Cancel,
+) -> Result<(Array2<f64>, Vec<u32>)> {
+    solve_cells_on(SimdPath::best(), x, model, scaling, opts, cancel)
+}
+
+/// [`solve_cells`] on a given SIMD path (every path gives the same bits); an error when the
+/// CPU lacks it.
+pub fn solve_cells_on(
+    path: SimdPath,
+    x: &Compressed,
+    model: &GeneModel,
+    scaling: Option<Scaling>,
+    opts: &FastOptions,
+    cancel: &Cancel,
+) -> Result<(Array2<f64>, Vec<u32>)> {
+    if !path.is_available() {
+        return Err(CoreError::InvalidArgument(format!("this CPU has no {path:?} instructions")));
+    }
+    let prep = prepare(model)?;
+    let input = input(x, &prep, scaling)?;
+    let (n, k) = (x.n_major, prep.k);
     let mut h = vec![0.0; n * k];
     let mut iters = vec![0u32; n];
-    let failed = std::sync::Mutex::new(None::<CoreError>);
-    h.par_chunks_mut(k)
-        .zip(iters.par_iter_mut())
-        .enumerate()
-        .with_min_len(64)
-        .for_each_init(
-            || Work::new(g, k),
-            |w, (cell, (hc, itc))| {
-                if cancel.is_cancelled() {
-                    return;
-                }
-                w.z.copy_from_slice(&z0);
-                let (lo, hi) = (x.indptr[cell] as usize, x.indptr[cell + 1] as usize);
-                for (&j, &val) in x.indices[lo..hi].iter().zip(&x.data[lo..hi]) {
-                    let j = j as usize;
-                    w.z[j] = match &scaling {
-                        Some(s) => scaled(val, s.mean[j], s.sd[j], s.scale_max),
-                        None => val,
-                    };
-                }
-                w.a.clear();
-                w.v.clear();
-                for j in 0..g {
-                    let zj = w.z[j];
-                    let (row, val) = if zj > 0.0 {
-                        (&prep.pos[j], zj)
-                    } else if zj < 0.0 {
-                        if !prep.posneg {
-                            if prep.pos[j].is_some() {
-                                let mut e = failed.lock().unwrap();
-                                if e.is_none() {
-                                    *e = Some(CoreError::Negative(format!(
-                                        "feature value {zj} of gene {j}: a model without posneg features needs non-negative data"
-                                    )));
-                                }
-                            }
-                            continue;
-                        }
-                        (&prep.neg[j], -zj)
-                    } else {
-                        continue;
-                    };
-                    if let Some(r) = row {
-                        if r.iter().any(|&c| c > 0.0) {
-                            w.a.extend_from_slice(r);
-                            w.v.push(val);
-                        }
-                    }
-                }
-                *itc = solve_one(w, &prep.denom, k, hc, opts, cancel) as u32;
-            },
-        );
+    h.par_chunks_mut(CELLS_PER_TASK * k).zip(iters.par_chunks_mut(CELLS_PER_TASK)).enumerate().for_each_init(
+        || lanes::LaneWork::new(prep.g, k),
+        |w, (task, (hc, itc))| {
+            let ctx = lanes::Ctx { prep: &prep, input: &input, opts, cancel };
+            lanes::solve_block(path, w, &ctx, task * CELLS_PER_TASK, hc, itc);
+        },
+    );
+    finish(n, k, h, iters, input, cancel)
+}
+
+/// The plain per-cell solver over the same input, one cell after another (no lanes): the
+/// reference the lane kernel reproduces bit for bit.
+pub fn solve_cells_reference(
+    x: &Compressed,
+    model: &GeneModel,
+    scaling: Option<Scaling>,
+    opts: &FastOptions,
+    cancel: &Cancel,
+) -> Result<(Array2<f64>, Vec<u32>)> {
+    let prep = prepare(model)?;
+    let input = input(x, &prep, scaling)?;
+    let (n, k) = (x.n_major, prep.k);
+    let mut h = vec![0.0; n * k];
+    let mut iters = vec![0u32; n];
+    h.par_chunks_mut(k).zip(iters.par_iter_mut()).enumerate().with_min_len(64).for_each_init(
+        || (Features::new(prep.g, k), reference::Work::new(prep.g, k)),
+        |(feat, w), (cell, (hc, itc))| {
+            if cancel.is_cancelled() {
+                return;
+            }
+            feat.gather(&prep, &input, cell);
+            *itc = reference::solve_one(w, &feat.a, &feat.v, &prep.denom, k, hc, opts, cancel) as u32;
+        },
+    );
+    finish(n, k, h, iters, input, cancel)
+}
+
+/// The result of a block, or the cancellation or the first gathering error.
+fn finish(n: usize, k: usize, h: Vec<f64>, iters: Vec<u32>, input: Input, cancel: &Cancel) -> Result<(Array2<f64>, Vec<u32>)> {
     cancel.check()?;
-    if let Some(e) = failed.into_inner().unwrap() {
+    if let Some(e) = input.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
     Ok((Array2::from_shape_vec((n, k), h).expect("n x k"), iters))

@@ -1,0 +1,426 @@
+//! The lane kernel: [`LANES`] cells solved in lock-step, one cell per lane, each lane doing
+//! exactly the operations of the per-cell reference ([`super::reference::solve_one`]) in the
+//! same order, so every cell gets the reference's bits.
+//!
+//! A lane's features are its cell's used features in gene order, padded with zero rows (value
+//! 0) up to the longest lane; the padding is masked out of every sum (its terms are +0, which
+//! leaves a sum's bits unchanged). The gradient, the Hessian, `W h` and the steps run across
+//! lanes (arrays of `LANES` doubles that LLVM vectorises; the AVX2 copy is chosen at run
+//! time; no FMA, which would change the bits); the k-variable QP, the logarithms of the
+//! objective and the stopping tests run per lane. A lane whose cell has converged is refilled
+//! with the next cell of the block at the next Newton iteration, so lanes are not held back by
+//! their slowest cell. Nothing is allocated after [`LaneWork::new`].
+
+// Index loops over lanes and the small k x k blocks are the clearer form here; `!(x > 0.0)`
+// is meant to be true for NaN.
+#![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
+
+use super::qp::{nnqp, QpWork};
+#[cfg(target_arch = "x86_64")]
+use super::simd::Avx2;
+pub use super::simd::LANES;
+use super::simd::{Lane, Ops, Plain};
+use super::reference::{converged, start_value, MAX_TRIALS, SIGMA};
+use super::{FastOptions, Features, Input, Prepared};
+use crate::cancel::Cancel;
+use crate::EPS;
+
+
+/// An instruction set the lane kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdPath {
+    /// The baseline target (SSE2 on x86-64).
+    Scalar,
+    /// AVX2 (x86-64), chosen at run time.
+    Avx2,
+}
+
+impl SimdPath {
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            SimdPath::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            SimdPath::Avx2 => false,
+        }
+    }
+
+    /// The paths this CPU can run.
+    pub fn available() -> Vec<SimdPath> {
+        [SimdPath::Scalar, SimdPath::Avx2].into_iter().filter(|p| p.is_available()).collect()
+    }
+
+    /// The widest path of this CPU.
+    pub fn best() -> SimdPath {
+        if SimdPath::Avx2.is_available() {
+            SimdPath::Avx2
+        } else {
+            SimdPath::Scalar
+        }
+    }
+}
+
+/// What every block of a call shares.
+pub(super) struct Ctx<'a> {
+    pub(super) prep: &'a Prepared,
+    pub(super) input: &'a Input<'a>,
+    pub(super) opts: &'a FastOptions,
+    pub(super) cancel: &'a Cancel,
+}
+
+/// Per-thread workspace: the lanes' features and iterates (lane-minor) and one lane's QP.
+pub(super) struct LaneWork {
+    k: usize,
+    feat: Features,
+    /// Feature rows: row i, column c at `i * k + c`.
+    a: Vec<Lane>,
+    v: Vec<Lane>,
+    y: Vec<Lane>,
+    yn: Vec<Lane>,
+    h: Vec<Lane>,
+    hn: Vec<Lane>,
+    step: Vec<Lane>,
+    grad: Vec<Lane>,
+    /// `q_i a_i` of the current row i.
+    qa: Vec<Lane>,
+    /// Lower triangle of the Hessian, packed by rows (`a (a + 1) / 2 + b`, b <= a).
+    hess: Vec<Lane>,
+    slot: Slots,
+    /// One lane's full Hessian, QP linear term and solution.
+    hc: Vec<f64>,
+    qc: Vec<f64>,
+    uc: Vec<f64>,
+    qp: QpWork,
+}
+
+/// Per-lane state.
+#[derive(Default)]
+struct Slots {
+    /// The lane's cell in the block, or None when the lane is idle.
+    cell: [Option<usize>; LANES],
+    /// Used features of the lane's cell, and the rows holding non-zero data (to clear).
+    p: [usize; LANES],
+    dirty: [usize; LANES],
+    it: [u32; LANES],
+    f: Lane,
+    slope: Lane,
+    fnew: Lane,
+    t: Lane,
+}
+
+impl LaneWork {
+    pub(super) fn new(g: usize, k: usize) -> Self {
+        let z = || vec![Lane::ZERO; g];
+        let zk = || vec![Lane::ZERO; k];
+        LaneWork {
+            k,
+            feat: Features::new(g, k),
+            a: vec![Lane::ZERO; g * k],
+            v: z(),
+            y: z(),
+            yn: z(),
+            h: zk(),
+            hn: zk(),
+            step: zk(),
+            grad: zk(),
+            qa: zk(),
+            hess: vec![Lane::ZERO; k * (k + 1) / 2],
+            slot: Slots::default(),
+            hc: vec![0.0; k * k],
+            qc: vec![0.0; k],
+            uc: vec![0.0; k],
+            qp: QpWork::new(k),
+        }
+    }
+}
+
+/// Solve the cells `first..first + its.len()` of the block into `h` (their rows, k each) and
+/// `its`; returns early, leaving them partly written, once `ctx.cancel` is set.
+pub(super) fn solve_block(path: SimdPath, w: &mut LaneWork, ctx: &Ctx, first: usize, h: &mut [f64], its: &mut [u32]) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 if path.is_available() => {
+            // SAFETY: the CPU supports AVX2 (checked at run time).
+            unsafe { solve_block_avx2(w, ctx, first, h, its) }
+        }
+        _ => run::<Plain>(w, ctx, first, h, its),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn solve_block_avx2(w: &mut LaneWork, ctx: &Ctx, first: usize, h: &mut [f64], its: &mut [u32]) {
+    // Same code compiled for AVX2 (no FMA: a fused multiply-add would change the bits).
+    run::<Avx2>(w, ctx, first, h, its)
+}
+
+#[inline(always)]
+fn run<O: Ops>(w: &mut LaneWork, ctx: &Ctx, first: usize, h: &mut [f64], its: &mut [u32]) {
+    let mut next = 0;
+    w.slot.cell = [None; LANES];
+    loop {
+        for l in 0..LANES {
+            if w.slot.cell[l].is_none() {
+                next = refill(w, ctx, l, first, next, h, its);
+            }
+        }
+        if w.slot.cell.iter().all(Option::is_none) || ctx.cancel.is_cancelled() {
+            return;
+        }
+        newton_step::<O>(w, ctx, h, its);
+    }
+}
+
+/// Load the next cell that needs Newton steps into lane `l`, finishing on the way the cells
+/// that need none; returns the next cell to load.
+#[inline(always)]
+fn refill(w: &mut LaneWork, ctx: &Ctx, l: usize, first: usize, mut next: usize, h: &mut [f64], its: &mut [u32]) -> usize {
+    let (k, d) = (w.k, &ctx.prep.denom[..]);
+    while next < its.len() {
+        let cell = next;
+        next += 1;
+        if ctx.cancel.is_cancelled() {
+            return its.len();
+        }
+        w.feat.gather(ctx.prep, ctx.input, first + cell);
+        let (fa, fv) = (&w.feat.a, &w.feat.v);
+        let p = fv.len();
+        let out = &mut h[cell * k..(cell + 1) * k];
+        its[cell] = 0;
+        if p == 0 {
+            // No signal: the minimiser is h = 0; the multiplicative updates end at the floor.
+            out.iter_mut().for_each(|x| *x = EPS);
+            continue;
+        }
+        let c = start_value(fv, ctx.prep.denom_sum);
+        if ctx.opts.max_iter == 0 {
+            out.iter_mut().for_each(|x| *x = c);
+            continue;
+        }
+        for i in 0..p {
+            for col in 0..k {
+                w.a[i * k + col][l] = fa[i * k + col];
+            }
+            w.v[i][l] = fv[i];
+        }
+        for i in p..w.slot.dirty[l] {
+            for col in 0..k {
+                w.a[i * k + col][l] = 0.0;
+            }
+            w.v[i][l] = 0.0;
+        }
+        w.slot.dirty[l] = p;
+        w.slot.p[l] = p;
+        w.h.iter_mut().for_each(|x| x[l] = c);
+        for i in 0..p {
+            let mut s = 0.0;
+            for col in 0..k {
+                s += fa[i * k + col] * w.h[col][l];
+            }
+            w.y[i][l] = s;
+        }
+        w.slot.f[l] = lane_objective(d, &w.h, &w.v, &w.y, p, l);
+        w.slot.cell[l] = Some(cell);
+        w.slot.it[l] = 0;
+        return next;
+    }
+    next
+}
+
+/// The reference's `objective` of lane `l` at `h` given `y = A h` (its first `p` rows),
+/// with the same operations in the same order.
+#[inline(always)]
+fn lane_objective(d: &[f64], h: &[Lane], v: &[Lane], y: &[Lane], p: usize, l: usize) -> f64 {
+    let mut f = 0.0;
+    for (da, ha) in d.iter().zip(h) {
+        f += da * ha[l];
+    }
+    let mut lsum = 0.0;
+    for i in 0..p {
+        let yi = y[i][l];
+        if yi <= 0.0 {
+            return f64::INFINITY;
+        }
+        lsum += v[i][l] * yi.ln();
+    }
+    f - lsum
+}
+
+/// The longest feature list of the busy lanes.
+#[inline(always)]
+fn rows_in_use(s: &Slots) -> usize {
+    (0..LANES).filter(|&l| s.cell[l].is_some()).map(|l| s.p[l]).max().unwrap_or(0)
+}
+
+/// Gradient and packed lower Hessian of f at h, across lanes, over the first `pm` rows.
+#[inline(always)]
+fn grad_hess<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize) {
+    let k = w.k;
+    for (g, &da) in w.grad.iter_mut().zip(d) {
+        *g = Lane([da; LANES]);
+    }
+    w.hess.iter_mut().for_each(|x| *x = Lane::ZERO);
+    for i in 0..pm {
+        let (vi, yi) = (&w.v[i], &w.y[i]);
+        let mut r = Lane::ZERO;
+        let mut q = Lane::ZERO;
+        for l in 0..LANES {
+            let rl = vi[l] / yi[l];
+            let ql = rl / yi[l];
+            // Padding rows (value 0) contribute nothing.
+            r[l] = if vi[l] > 0.0 { rl } else { 0.0 };
+            q[l] = if vi[l] > 0.0 { ql } else { 0.0 };
+        }
+        let row = &w.a[i * k..(i + 1) * k];
+        for ((ga, qa), ra) in w.grad.iter_mut().zip(w.qa.iter_mut()).zip(row) {
+            // SAFETY (here and below): `O`'s CPU features were checked by the caller.
+            unsafe {
+                O::sub_mul(ga, ra, &r);
+                O::mul(qa, &q, ra);
+            }
+        }
+        for a in 0..k {
+            let base = a * (a + 1) / 2;
+            let qa = &w.qa[a];
+            for (hb, rb) in w.hess[base..=base + a].iter_mut().zip(&row[..=a]) {
+                unsafe { O::add_mul(hb, qa, rb) };
+            }
+        }
+    }
+}
+
+/// One Newton iteration of every busy lane: direction from the QP, Armijo search, update,
+/// and the stopping tests (a lane whose cell stops is written out and left idle).
+#[inline(always)]
+fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u32]) {
+    let (k, d, opts) = (w.k, &ctx.prep.denom[..], ctx.opts);
+    let pm = rows_in_use(&w.slot);
+    grad_hess::<O>(w, d, pm);
+    // QP linear term q = g - H h (into step), per lane.
+    for a in 0..k {
+        let mut hh = Lane::ZERO;
+        for b in 0..k {
+            let hab = &w.hess[if b <= a { a * (a + 1) / 2 + b } else { b * (b + 1) / 2 + a }];
+            unsafe { O::add_mul(&mut hh, hab, &w.h[b]) };
+        }
+        for l in 0..LANES {
+            w.step[a][l] = w.grad[a][l] - hh[l];
+        }
+    }
+    for l in 0..LANES {
+        if w.slot.cell[l].is_none() {
+            continue;
+        }
+        w.slot.it[l] += 1;
+        for a in 0..k {
+            for b in 0..k {
+                let (hi, lo) = if b <= a { (a, b) } else { (b, a) };
+                w.hc[a * k + b] = w.hess[hi * (hi + 1) / 2 + lo][l];
+            }
+            w.qc[a] = w.step[a][l];
+            w.uc[a] = w.h[a][l];
+        }
+        nnqp(&w.hc, &w.qc, k, &mut w.uc, &mut w.qp);
+        for a in 0..k {
+            w.hn[a][l] = w.uc[a];
+        }
+    }
+    let mut slope = Lane::ZERO;
+    for a in 0..k {
+        for l in 0..LANES {
+            w.step[a][l] = w.hn[a][l] - w.h[a][l];
+            slope[l] += w.grad[a][l] * w.step[a][l];
+        }
+    }
+    w.slot.slope = slope;
+    let mut searching = [false; LANES];
+    for l in 0..LANES {
+        if w.slot.cell[l].is_some() {
+            if !(slope[l] < 0.0) {
+                finish(w, l, k, h, its); // no descent direction left: converged
+            } else {
+                searching[l] = true;
+            }
+        }
+    }
+    let accepted = line_search::<O>(w, d, pm, searching);
+    for l in 0..LANES {
+        if !searching[l] {
+            continue;
+        }
+        if !accepted[l] {
+            finish(w, l, k, h, its); // no decrease at machine precision: converged
+            continue;
+        }
+        let mut hmax = 0.0f64;
+        let mut change = 0.0f64;
+        for a in 0..k {
+            hmax = hmax.max(w.hn[a][l]);
+            change = change.max((w.hn[a][l] - w.h[a][l]).abs());
+            w.h[a][l] = w.hn[a][l];
+        }
+        for i in 0..w.slot.p[l] {
+            w.y[i][l] = w.yn[i][l];
+        }
+        w.slot.f[l] = w.slot.fnew[l];
+        if converged(change, hmax, w.slot.t[l], opts) || w.slot.it[l] as usize >= opts.max_iter {
+            finish(w, l, k, h, its);
+        }
+    }
+}
+
+/// Armijo backtracking of the `searching` lanes from h along step, all lanes halving t
+/// together; a lane stops at its first accepted t (kept in `slot.t`, f there in `slot.fnew`,
+/// the point in `hn`/`yn`). Returns which lanes accepted.
+#[inline(always)]
+fn line_search<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize, mut searching: [bool; LANES]) -> [bool; LANES] {
+    let k = w.k;
+    let mut accepted = [false; LANES];
+    let mut t = 1.0;
+    for _ in 0..MAX_TRIALS {
+        if !searching.iter().any(|&s| s) {
+            break;
+        }
+        for a in 0..k {
+            for l in 0..LANES {
+                let x = (w.h[a][l] + t * w.step[a][l]).max(0.0);
+                w.hn[a][l] = if searching[l] { x } else { w.hn[a][l] };
+            }
+        }
+        for i in 0..pm {
+            let row = &w.a[i * k..(i + 1) * k];
+            let mut s = Lane::ZERO;
+            for (rc, hc) in row.iter().zip(&w.hn) {
+                unsafe { O::add_mul(&mut s, rc, hc) };
+            }
+            w.yn[i] = s;
+        }
+        for l in 0..LANES {
+            if !searching[l] {
+                continue;
+            }
+            let fnew = lane_objective(d, &w.hn, &w.v, &w.yn, w.slot.p[l], l);
+            if fnew.is_finite() && fnew <= w.slot.f[l] + SIGMA * t * w.slot.slope[l] {
+                searching[l] = false;
+                accepted[l] = true;
+                w.slot.fnew[l] = fnew;
+                w.slot.t[l] = t;
+            }
+        }
+        t *= 0.5;
+    }
+    accepted
+}
+
+/// Write lane `l`'s cell out and leave the lane idle.
+#[inline(always)]
+fn finish(w: &mut LaneWork, l: usize, k: usize, h: &mut [f64], its: &mut [u32]) {
+    if let Some(cell) = w.slot.cell[l].take() {
+        for a in 0..k {
+            h[cell * k + a] = w.h[a][l];
+        }
+        its[cell] = w.slot.it[l];
+    }
+}
