@@ -1,4 +1,5 @@
-//! Timing harness for fast mode's per-cell solver (`fast::solve_cells`): a synthetic but
+//! Timing harness for fast mode's per-cell solver (`fast::solve_cells`, the lane kernel, against
+//! `fast::solve_cells_reference`, the plain per-cell solver it replaced): a synthetic but
 //! realistic problem (cells drawn from a posneg model, sparse raw values, Seurat scaling on
 //! the fly), timed on 1 and 2 threads; prints cells/s, the mean Newton iterations, the
 //! achieved fraction of the arithmetic bound and a digest of H (to check that an
@@ -10,7 +11,7 @@
 
 use std::time::Instant;
 
-use ecorecover_core::fast::{solve_cells, FastOptions, GeneModel, Scaling};
+use ecorecover_core::fast::{solve_cells, solve_cells_reference, FastOptions, GeneModel, Scaling};
 use ecorecover_core::sparse::Compressed;
 use ecorecover_core::Cancel;
 use ndarray::Array2;
@@ -104,13 +105,15 @@ fn main() {
     let scaling = Some(Scaling { mean: &p.mean, sd: &p.sd, scale_max: 10.0 });
     let opts = FastOptions::default();
     println!("{n} cells, {g} genes ({} posneg features), k = {k}", 2 * g);
-    for threads in [1, 2] {
+    let runs: [(&str, usize); 4] = [("lanes", 1), ("lanes", 2), ("per-cell reference", 1), ("per-cell reference", 2)];
+    for (kernel, threads) in runs {
+        let solve = if kernel == "lanes" { solve_cells } else { solve_cells_reference };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         let (mut best, mut cpu) = (f64::INFINITY, f64::INFINITY);
         let mut out = None;
         for _ in 0..3 {
             let (t0, c0) = (Instant::now(), cpu_seconds());
-            let r = pool.install(|| solve_cells(&x, &model, scaling, &opts, &Cancel::new())).expect("solve");
+            let r = pool.install(|| solve(&x, &model, scaling, &opts, &Cancel::new())).expect("solve");
             best = best.min(t0.elapsed().as_secs_f64());
             cpu = cpu.min(cpu_seconds() - c0);
             out = Some(r);
@@ -125,7 +128,7 @@ fn main() {
         let flops_iter = 2.0 * gf * kf * (kf + 1.0) / 2.0 + gf * kf + 2.0 * gf * kf + 1.3 * 2.0 * gf * kf;
         let gflops = flops_iter * iters * n as f64 / cpu / 1e9;
         println!(
-            "threads {threads}: wall {best:.3} s ({:.0} cells/s), CPU {cpu:.2} s ({:.0} cells per CPU second), \
+            "{kernel}, threads {threads}: wall {best:.3} s ({:.0} cells/s), CPU {cpu:.2} s ({:.0} cells per CPU second), \
              {iters:.2} iterations/cell, {flops_iter:.0} flops/iteration, {gflops:.2} GFLOP per CPU second, \
              digest {:016x}",
             n as f64 / best,

@@ -62,6 +62,9 @@ impl SimdPath {
     }
 }
 
+/// Feature rows taken together in the Hessian.
+const ROWS: usize = 4;
+
 /// What every block of a call shares.
 pub(super) struct Ctx<'a> {
     pub(super) prep: &'a Prepared,
@@ -83,7 +86,7 @@ pub(super) struct LaneWork {
     hn: Vec<Lane>,
     step: Vec<Lane>,
     grad: Vec<Lane>,
-    /// `q_i a_i` of the current row i.
+    /// `q_i a_i` of the current group of rows (ROWS x k).
     qa: Vec<Lane>,
     /// Lower triangle of the Hessian, packed by rows (`a (a + 1) / 2 + b`, b <= a).
     hess: Vec<Lane>,
@@ -125,7 +128,7 @@ impl LaneWork {
             hn: zk(),
             step: zk(),
             grad: zk(),
-            qa: zk(),
+            qa: vec![Lane::ZERO; ROWS * k],
             hess: vec![Lane::ZERO; k * (k + 1) / 2],
             slot: Slots::default(),
             hc: vec![0.0; k * k],
@@ -262,32 +265,51 @@ fn grad_hess<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize) {
         *g = Lane([da; LANES]);
     }
     w.hess.iter_mut().for_each(|x| *x = Lane::ZERO);
-    for i in 0..pm {
-        let (vi, yi) = (&w.v[i], &w.y[i]);
-        let mut r = Lane::ZERO;
-        let mut q = Lane::ZERO;
-        for l in 0..LANES {
-            let rl = vi[l] / yi[l];
-            let ql = rl / yi[l];
-            // Padding rows (value 0) contribute nothing.
-            r[l] = if vi[l] > 0.0 { rl } else { 0.0 };
-            q[l] = if vi[l] > 0.0 { ql } else { 0.0 };
-        }
-        let row = &w.a[i * k..(i + 1) * k];
-        for ((ga, qa), ra) in w.grad.iter_mut().zip(w.qa.iter_mut()).zip(row) {
-            // SAFETY (here and below): `O`'s CPU features were checked by the caller.
-            unsafe {
-                O::sub_mul(ga, ra, &r);
-                O::mul(qa, &q, ra);
+    // Rows in groups of ROWS: each Hessian entry takes the group's terms one after another in
+    // row order (the reference's order) while held in a register.
+    let mut i = 0;
+    while i < pm {
+        let m = ROWS.min(pm - i);
+        for t in 0..m {
+            let (vi, yi) = (&w.v[i + t], &w.y[i + t]);
+            let mut r = Lane::ZERO;
+            let mut q = Lane::ZERO;
+            for l in 0..LANES {
+                let rl = vi[l] / yi[l];
+                let ql = rl / yi[l];
+                // Padding rows (value 0) contribute nothing.
+                r[l] = if vi[l] > 0.0 { rl } else { 0.0 };
+                q[l] = if vi[l] > 0.0 { ql } else { 0.0 };
+            }
+            let row = &w.a[(i + t) * k..(i + t + 1) * k];
+            for ((ga, qa), ra) in w.grad.iter_mut().zip(w.qa[t * k..(t + 1) * k].iter_mut()).zip(row) {
+                // SAFETY (here and below): `O`'s CPU features were checked by the caller.
+                unsafe {
+                    O::sub_mul(ga, ra, &r);
+                    O::mul(qa, &q, ra);
+                }
             }
         }
+        let rows = &w.a[i * k..(i + m) * k];
         for a in 0..k {
             let base = a * (a + 1) / 2;
-            let qa = &w.qa[a];
-            for (hb, rb) in w.hess[base..=base + a].iter_mut().zip(&row[..=a]) {
-                unsafe { O::add_mul(hb, qa, rb) };
+            let hess = &mut w.hess[base..=base + a];
+            if m == ROWS {
+                let qa = [&w.qa[a], &w.qa[k + a], &w.qa[2 * k + a], &w.qa[3 * k + a]];
+                for (b, hb) in hess.iter_mut().enumerate() {
+                    let rb = [&rows[b], &rows[k + b], &rows[2 * k + b], &rows[3 * k + b]];
+                    unsafe { O::add_mul4(hb, qa, rb) };
+                }
+            } else {
+                for t in 0..m {
+                    let qa = &w.qa[t * k + a];
+                    for (hb, rb) in hess.iter_mut().zip(&rows[t * k..t * k + a + 1]) {
+                        unsafe { O::add_mul(hb, qa, rb) };
+                    }
+                }
             }
         }
+        i += m;
     }
 }
 

@@ -41,6 +41,8 @@ pub(super) unsafe trait Ops {
     unsafe fn add_mul(acc: &mut Lane, x: &Lane, y: &Lane);
     /// `acc -= x * y`.
     unsafe fn sub_mul(acc: &mut Lane, x: &Lane, y: &Lane);
+    /// `acc = (((acc + x0 y0) + x1 y1) + x2 y2) + x3 y3`.
+    unsafe fn add_mul4(acc: &mut Lane, x: [&Lane; 4], y: [&Lane; 4]);
     /// `out = x * y`.
     unsafe fn mul(out: &mut Lane, x: &Lane, y: &Lane);
 }
@@ -54,6 +56,16 @@ unsafe impl Ops for Plain {
     unsafe fn add_mul(acc: &mut Lane, x: &Lane, y: &Lane) {
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
+        }
+    }
+    #[inline(always)]
+    unsafe fn add_mul4(acc: &mut Lane, x: [&Lane; 4], y: [&Lane; 4]) {
+        for l in 0..LANES {
+            let mut s = acc[l];
+            for t in 0..4 {
+                s += x[t][l] * y[t][l];
+            }
+            acc[l] = s;
         }
     }
     #[inline(always)]
@@ -85,6 +97,19 @@ unsafe impl Ops for Avx2 {
         for o in [0, 4] {
             let p = _mm256_mul_pd(_mm256_load_pd(x.add(o)), _mm256_load_pd(y.add(o)));
             _mm256_store_pd(a.add(o), _mm256_add_pd(_mm256_load_pd(a.add(o)), p));
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_mul4(acc: &mut Lane, x: [&Lane; 4], y: [&Lane; 4]) {
+        use std::arch::x86_64::*;
+        let a = acc.0.as_mut_ptr();
+        for o in [0, 4] {
+            let mut s = _mm256_load_pd(a.add(o));
+            for t in 0..4 {
+                s = _mm256_add_pd(s, _mm256_mul_pd(_mm256_load_pd(x[t].0.as_ptr().add(o)), _mm256_load_pd(y[t].0.as_ptr().add(o))));
+            }
+            _mm256_store_pd(a.add(o), s);
         }
     }
     #[inline]
