@@ -56,7 +56,7 @@ from .. import recovery as _recovery
 from ..recovery.engine import register_client_engine
 from ..recovery.inputs import resolve_threads
 from ..training import api as _tr
-from ._client import _distributed, get_client  # noqa: F401  (dask.training takes _distributed from here)
+from ._client import get_client
 from .recovery import DaskEngine
 
 __all__ = ["DaskEngine", "get_client", "recover", "train"]
