@@ -151,7 +151,7 @@ def test_simd_level_is_chosen_at_run_time_from_the_cpu():
     flags = _cpu_flags()
     if platform.machine() != "x86_64" or not flags:
         pytest.skip("x86-64 Linux only (reads /proc/cpuinfo)")
-    expected = "avx2" if "avx2" in flags else "sse2"
+    expected = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
     assert dict(_core.build_info())["simd"] == expected
 
 
