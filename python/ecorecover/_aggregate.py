@@ -144,6 +144,7 @@ def aggregate(
     if len(models) == 0:
         raise ValueError("models is empty: give at least one run")
     model, _ = _aggregate(models, delta_threshold, min_model_fraction, drop_empty=False)
+    assert model is not None  # only drop_empty=True gives None
     return model
 
 

@@ -22,7 +22,7 @@ gives R's ``LC_COLLATE=C`` byte order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["sort_key", "collate_sorted", "Collation"]
 
@@ -51,7 +51,7 @@ def _primary(c: str) -> int:
     return _BASE_OTHER + ord(c.lower()) if c.lower() != c else _BASE_OTHER + ord(c)
 
 
-def sort_key(s: str, collation: Collation = "icu") -> tuple:
+def sort_key(s: str, collation: Collation = "icu") -> tuple[Any, ...]:
     """A key that orders strings as R's ``sort()`` does under ``collation``."""
     s = str(s)
     if collation == "C":

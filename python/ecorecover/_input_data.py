@@ -132,7 +132,8 @@ def check_writable(adata: Any, targets: list[tuple[str, str]], *, overwrite: boo
     written = _written(adata)
     if RECORD in adata.uns and not isinstance(adata.uns[RECORD], dict) and not overwrite:
         raise ValueError(f"adata.uns[{RECORD!r}] exists and was not written by ecorecover; pass overwrite=True to replace it")
-    taken, replaced = [], []
+    taken: list[str] = []
+    replaced: list[str] = []
     for slot, key in targets:
         container = getattr(adata, slot)
         if key not in container:

@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -148,8 +148,10 @@ def _group_means_expm1(x: Any, labels: np.ndarray, levels: list[str]) -> np.ndar
     if sp.issparse(x):
         e = x.copy()
         e.data = np.expm1(e.data)
-        return np.asarray((ind @ e).todense()).T
-    return np.asarray(ind @ np.expm1(x)).T
+        out: np.ndarray = np.asarray((ind @ e).todense()).T
+        return out
+    dense: np.ndarray = np.asarray(ind @ np.expm1(x)).T
+    return dense
 
 
 @validate_params({"groupby": [str], "layer": [str, None]})
@@ -200,7 +202,7 @@ def marker_expression(
     labels = col.astype(str).to_numpy(dtype=object)
     levels = collate_sorted(labels)
     avg = pd.DataFrame(_group_means_expm1(x, labels, levels), index=[str(g) for g in adata.var_names], columns=levels)
-    avg = np.log2(avg[(avg > 0).any(axis=1)] + 1.0).drop(columns=[_UNASSIGNED], errors="ignore")
+    avg = cast(pd.DataFrame, np.log2(avg[(avg > 0).any(axis=1)] + 1.0)).drop(columns=[_UNASSIGNED], errors="ignore")
     if avg.shape[1] < 2:
         raise ValueError(
             f"z-scoring across groups needs at least 2 groups besides {_UNASSIGNED!r}, got {list(avg.columns)}"

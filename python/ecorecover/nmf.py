@@ -31,7 +31,7 @@ def _inputs(v: Any, a: Any, b: Any, names: tuple[str, str, str]) -> tuple[np.nda
     for m, n in zip(mats, names):
         if m.size and float(m.min()) < 0:
             raise ValueError(f"{n} must be non-negative, found {float(m.min())}")
-    return mats  # type: ignore[return-value]
+    return mats
 
 
 @validate_params({"max_iter": [Interval(Integral, 1, None)], "n_jobs": ["n_jobs"]})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from numbers import Integral
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ def _counts_cells_by_genes(counts: Any, layer: str | None) -> tuple[Any, list[st
             raise TypeError("layer applies to AnnData input only; counts is a DataFrame (genes x cells)")
         sparse_cols = [isinstance(t, pd.SparseDtype) for t in counts.dtypes]
         if counts.shape[1] and all(sparse_cols):
-            x = sp.csr_matrix(counts.sparse.to_coo().T)
+            x = sp.csr_matrix(cast(Any, counts).sparse.to_coo().T)
         else:
             x = counts.to_numpy().T
         genes, cells = [str(g) for g in counts.index], [str(c) for c in counts.columns]
@@ -104,7 +104,8 @@ def _draw_fractions(rng: RRandom, levels: Sequence[str], n_mixtures: int) -> np.
     frac = frac[(frac > 0).sum(axis=1) > 2]
     if frac.shape[0] == 0:
         raise ValueError("every drawn mixture had <= 2 groups present and was dropped; use more mixtures or groups")
-    return frac / frac.sum(axis=1, keepdims=True)
+    out: np.ndarray = frac / frac.sum(axis=1, keepdims=True)
+    return out
 
 
 def _draw_cells(

@@ -90,11 +90,12 @@ class RRandom:
         A length-1 numeric ``x`` behaves as in R, i.e. as ``sample.int(x, k)``.
         Returns an array for array input and a list otherwise.
         """
-        if np.ndim(x) == 0 or len(x) == 1:
-            v = x if np.ndim(x) == 0 else x[0]
+        xs: Any = x
+        if np.ndim(xs) == 0 or len(x) == 1:
+            v = x if np.ndim(xs) == 0 else x[0]
             if isinstance(v, (int, np.integer, float, np.floating)) and v >= 1:
                 return self.sample_int(int(v), k)  # R: sample(5, k) is sample.int(5, k)
-            if np.ndim(x) == 0:
+            if np.ndim(xs) == 0:
                 raise TypeError(f"x must be a sequence or a number >= 1, got {x!r}")
         n = len(x)
         idx = self.sample_int(n, n if k is None else k) - 1

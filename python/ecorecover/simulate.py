@@ -128,11 +128,11 @@ def _draw_cells(
     blocks = []
     for start in range(0, n, _CHUNK):
         sl = slice(start, min(n, start + _CHUNK))
-        t = t_all[sl]
-        eps = rng.standard_normal(size=(t.size, n_genes))
+        types = t_all[sl]
+        eps = rng.standard_normal(size=(types.size, n_genes))
         eps += table[key[sl]]
-        eps *= design.sigma[t]
-        eps += design.mu[t]
+        eps *= design.sigma[types]
+        eps += design.mu[types]
         eps += batch[s_all[sl]]
         eps += log_lib[sl, None]
         np.exp(eps, out=eps)

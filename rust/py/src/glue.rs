@@ -13,8 +13,8 @@
 use std::cell::RefCell;
 use std::os::raw::c_ulong;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
