@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from _numpy_recovery import Stats, as_csr_block, log_transform, reference_statistics, scan_block, zscore
+from _numpy_recovery import features as _features
 from ecorecover import _core
 from ecorecover.preprocessing import RAW_COUNT_MAX
-from ecorecover.recovery.engine import ThreadEngine
 from ecorecover.recovery.matching import Group
-from ecorecover.recovery.solvers import _features
-from ecorecover.recovery.source import RowSource, as_csr_block
-from ecorecover.recovery.statistics import BlockChecks, Statistics, compute_statistics, log_transform, scan_block, zscore
 
 
 def _data(seed: int, n: int, p: int, *, counts: bool, negative: bool = False) -> np.ndarray:
@@ -44,18 +42,8 @@ def _layouts(x: np.ndarray, dtype: Any) -> dict[str, Any]:
     return {"C": np.ascontiguousarray(xd), "F": np.asfortranarray(xd), "csr": csr, "csr32": csr32, "csc": csc}
 
 
-def _reference(x: Any, kept: np.ndarray, gor: np.ndarray, g_n: int, scale: bool, block: int) -> Statistics:
-    groups = [
-        Group(name=f"t{i}", w=pd.DataFrame(), genes=[], cols=np.arange(len(kept)), present=[], posneg=True,
-              rows=np.flatnonzero(gor == i))
-        for i in range(g_n)
-    ]
-    checks = BlockChecks([str(i) for i in range(x.shape[0])], [str(i) for i in range(len(kept))], None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return compute_statistics(
-            ThreadEngine(RowSource(x, kept), block, 1), groups, gor, len(kept), scale=scale, guard=True, checks=checks
-        )
+def _reference(x: Any, kept: np.ndarray, gor: np.ndarray, g_n: int, scale: bool, block: int) -> Stats:
+    return reference_statistics(x, kept, gor, g_n, scale, block)
 
 
 def _statistics(x: Any, kept: np.ndarray, gor: np.ndarray, g_n: int, scale: bool, block: int) -> dict[str, Any]:

@@ -21,10 +21,9 @@ from ..errors import ShapeError
 from ..recovery.engine import progress_bar
 from ..recovery.plan import RunPiece, RunPlan, join_pieces, runs_in_block
 from ..recovery.solvers import RunResult, SolveJob, solve_run
-from ..recovery.source import RowSource, as_csr_block, dask_columns, is_dask, is_range
+from ..recovery.source import Block, CsrArrays, RowSource, dask_columns, is_dask, kernel_matrix
 from ..recovery.statistics import (
-    BlockScan, Moments, Pass1Job, Pass1Part, Pass1Result, Pass2Job, RunModel, fold_squares, log_transform,
-    pass1_block, pass2_block, scan_block,
+    BlockScan, Moments, Pass1Job, Pass1Result, Pass2Job, RunModel, pass1_block, pass2_block,
 )
 from ._client import _distributed, get_client
 
@@ -46,18 +45,17 @@ class _Blocks:
         x = rows.x
         self.dask: Any = None
         self.local: Any = None
-        if rows.genes_by_cells:  # a genes x cells ndarray (DataFrame input)
-            self.local = np.asarray(x)[rows.cols].T
+        self.cols = np.arange(len(rows.cols), dtype=np.int64)
+        if rows.in_memory:  # numpy / scipy (or a DataFrame's genes x cells array): kept columns once
+            self.local = rows.matrix[:, rows.cols]
         elif is_dask(x):
             if x.ndim != 2:
                 raise ShapeError(f"the expression matrix must be 2-dimensional, got shape {x.shape}")
             if x.dtype.kind not in "iuf":
                 raise TypeError(f"the expression matrix must hold numbers, got dtype {x.dtype}")
             self.dask = dask_columns(x, rows.cols)
-        elif sp.issparse(x):
-            self.local = sp.csr_matrix(x)[:, rows.cols] if not is_range(rows.cols) else sp.csr_matrix(x)
-        elif isinstance(x, np.ndarray):
-            self.local = x[:, rows.cols]
+            if self.dask is x:
+                self.cols = rows.cols
         else:
             raise TypeError(
                 f"recovery on a Dask cluster needs X as a dask array (or numpy / scipy in memory), got "
@@ -114,43 +112,46 @@ def _aligned(a: Any) -> Any:
     return a
 
 
-def _csr(blk: Any, fired: bool) -> sp.csr_matrix:
-    return log_transform(as_csr_block(_aligned(blk), None), fired)
+def _block(data: Any, a: int, b: int, cols: I64) -> Block:
+    return Block(kernel_matrix(_aligned(data)), 0, a, b, _aligned(cols))
 
 
-def _p1_map(
-    blk: Any, grp: npt.NDArray[np.integer], job: Pass1Job,
-) -> tuple[BlockScan | None, Pass1Part]:
-    raw = as_csr_block(_aligned(blk), None)
-    scan = scan_block(raw, job.find_negative) if job.first else None
-    return scan, pass1_block(log_transform(raw, job.fired), grp, job.scale, job.n_groups, job.n_cols)
+P1State = tuple[Moments, BlockScan, npt.NDArray[np.bool_]]
 
 
-def _p1_small(res: tuple[BlockScan | None, Pass1Part]) -> tuple[BlockScan | None, npt.NDArray[np.bool_] | None]:
-    return res[0], res[1].omitted
+def _p1_fold(prev: P1State | None, data: Any, a: int, b: int, cols: I64, grp: I64, job: Pass1Job) -> P1State:
+    """Pass 1 over a block, carrying the running sums of the blocks before it."""
+    acc = Moments(job.size) if prev is None else _copy.deepcopy(prev[0])
+    omitted = np.zeros(b - a, dtype=bool)
+    scan = pass1_block(_block(data, a, b, cols), _aligned(grp), job, acc, omitted, 1)
+    return acc, scan, omitted
 
 
-def _p1_fold(acc: Moments | None, res: tuple[BlockScan | None, Pass1Part], size: int) -> Moments:
-    acc = Moments(size) if acc is None else _copy.deepcopy(acc)
-    return acc.fold(res[1])
+def _p1_small(state: P1State) -> tuple[BlockScan, npt.NDArray[np.bool_]]:
+    return state[1], state[2]
 
 
-def _p2_map(blk: Any, grp: npt.NDArray[np.integer], mean: F64, k_cols: int, fired: bool) -> tuple[I64, F64]:
-    return pass2_block(_csr(blk, fired), grp, mean, k_cols)
+def _p2_fold(sq: F64 | None, data: Any, a: int, b: int, cols: I64, grp: I64, job: Pass2Job) -> F64:
+    out = np.zeros(len(job.mean)) if sq is None else sq.copy()
+    job = Pass2Job(job.group_of_row, _aligned(job.mean), job.n_cols, job.fired)
+    return pass2_block(_block(data, a, b, cols), _aligned(grp), job, out, 1)
 
 
-def _p2_fold(sq: F64 | None, part: tuple[I64, F64], size: int) -> F64:
-    return fold_squares(np.zeros(size) if sq is None else sq.copy(), part)
-
-
-def _extract(blk: Any, rid: I64, a: int, fired: bool) -> dict[int, RunPiece]:
-    return runs_in_block(_csr(blk, fired), rid, a)
+def _extract(
+    data: Any, a: int, b: int, cols: I64, rid: I64, runs: list[Any], group_cols: list[I64], fired: bool,
+) -> dict[int, RunPiece]:
+    return runs_in_block(_block(data, a, b, cols), _aligned(rid), runs, [_aligned(c) for c in group_cols], fired, 1)
 
 
 def _run_task(pieces: list[RunPiece], job: SolveJob, gi: int, ri: int, model: RunModel) -> RunResult:
-    model = RunModel(model.group, _aligned(model.mean), _aligned(model.sd), _aligned(model.const))
-    run = join_pieces(pieces)
-    return solve_run(job, gi, ri, model, run.x, run.rows, 1)
+    model = RunModel(model.group, _aligned(model.mean), _aligned(model.sd), _aligned(model.const), model.features,
+                     _aligned(model.in_w))
+    cells, rows = join_pieces([RunPiece(_aligned(p.rows), _aligned_csr(p.x)) for p in pieces])
+    return solve_run(job, gi, ri, model, cells, rows, 1)
+
+
+def _aligned_csr(x: CsrArrays) -> CsrArrays:
+    return CsrArrays(_aligned(x.indptr), _aligned(x.indices), _aligned(x.data), x.shape)
 
 
 class DaskEngine:
@@ -172,61 +173,53 @@ class DaskEngine:
         return self.blocks.block(self.client, a, b)
 
     def _chain(
-        self, submit_map: Callable[[int], Any], fold: Callable[..., Any], size: int,
-        small: Callable[[Any], Any] | None = None,
+        self, fold: Callable[..., Any], args: Callable[[int], tuple[Any, ...]], small: Callable[[Any], Any] | None = None,
     ) -> tuple[Any, list[Any]]:
-        """Map tasks over the blocks and a fold chain over their results in block order; at
-        most ``window`` blocks ahead of the fold. Returns the last fold's result and, when
-        ``small`` is given, ``small`` of every map result (gathered)."""
+        """A fold chain over the blocks in block order: ``fold(previous, block, a, b, cols,
+        *args(i))``, each block read on a worker; at most ``window`` blocks ahead of the fold.
+        Returns the last fold's result and, when ``small`` is given, ``small`` of every fold
+        (gathered)."""
         distributed = _distributed()
         client = self.client
         acc = None
         folds: list[Any] = []
         smalls = []
-        for i in range(len(self.bounds)):
+        for i, (a, b) in enumerate(self.bounds):
             if i >= self.window:
                 distributed.wait(folds[i - self.window])
                 folds[i - self.window] = None  # keep only the last few running sums
-            res = client.submit(*submit_map(i))
+            acc = client.submit(fold, acc, self._block(a, b), a, b, self.blocks.cols, *args(i), pure=False)
             if small is not None:
-                smalls.append(client.submit(small, res))
-            acc = client.submit(fold, acc, res, size)
+                smalls.append(client.submit(small, acc))
             folds.append(acc)
-            del res
         out = acc.result() if acc is not None else None
         return out, client.gather(smalls) if small is not None else []
 
-    def _groups_dtype(self, n_groups: int) -> type[np.integer[Any]]:
-        return np.int32 if n_groups < 2**31 else np.int64
-
     def pass1(self, job: Pass1Job, on_scan: Callable[[int, BlockScan], None]) -> Pass1Result:
-        gor = job.group_of_row.astype(self._groups_dtype(job.n_groups))
         small_job = Pass1Job(np.zeros(0, dtype=np.int64), job.scale, job.n_groups, job.n_cols, job.first, job.fired,
                              job.find_negative)
 
-        def p1(i: int) -> tuple[Any, ...]:
+        def args(i: int) -> tuple[Any, ...]:
             a, b = self.bounds[i]
-            return _p1_map, self._block(a, b), gor[a:b], small_job
+            return job.group_of_row[a:b], small_job
 
-        acc, smalls = self._chain(p1, _p1_fold, job.size, small=_p1_small)
+        state, smalls = self._chain(_p1_fold, args, small=_p1_small)
         omitted = np.zeros(self.blocks.n, dtype=bool)
         for (a, b), (scan, om) in zip(self.bounds, smalls):
-            if scan is not None:
+            if job.first:
                 on_scan(a, scan)
-            if om is not None:
-                omitted[a:b] = om
-        return Pass1Result(acc if acc is not None else Moments(job.size), omitted)
+            omitted[a:b] = om
+        return Pass1Result(state[0] if state is not None else Moments(job.size), omitted)
 
     def pass2(self, job: Pass2Job) -> F64:
         size = len(job.mean)
-        mean = self.client.scatter(job.mean, broadcast=True)
-        dtype = self._groups_dtype(int(job.group_of_row.max(initial=0)) + 1)
+        small_job = Pass2Job(np.zeros(0, dtype=np.int64), job.mean, job.n_cols, job.fired)
 
-        def p2(i: int) -> tuple[Any, ...]:
+        def args(i: int) -> tuple[Any, ...]:
             a, b = self.bounds[i]
-            return _p2_map, self._block(a, b), job.group_of_row[a:b].astype(dtype), mean, job.n_cols, job.fired
+            return job.group_of_row[a:b], small_job
 
-        sq, _ = self._chain(p2, _p2_fold, size)
+        sq, _ = self._chain(_p2_fold, args)
         return sq if sq is not None else np.zeros(size)
 
     def solve(
@@ -237,6 +230,7 @@ class DaskEngine:
         distributed = _distributed()
         client = self.client
         last = plan.last_block(self.bounds)  # a run is submitted at its last block
+        group_cols = [m.group.cols for m in models]
         payloads: dict[int, Any] = {}
         pieces: dict[int, list[Any]] = {}
         pending: set[Any] = set()
@@ -254,7 +248,7 @@ class DaskEngine:
                 present = np.unique(rid[rid >= 0])
                 if present.size == 0:
                     continue
-                ext = client.submit(_extract, self._block(a, b), rid, a, fired)
+                ext = client.submit(_extract, self._block(a, b), a, b, self.blocks.cols, rid, plan.runs, group_cols, fired)
                 for r in present.tolist():
                     pieces.setdefault(r, []).append(client.submit(operator.getitem, ext, r))
                 del ext

@@ -11,7 +11,7 @@ a thread pool; :mod:`ecorecover.dask` registers an engine for a Dask client
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
@@ -19,12 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .plan import RunPiece, RunPlan, join_pieces, runs_in_block
+from .plan import RunCells, RunPiece, RunPlan, join_pieces, runs_in_block
 from .solvers import RunResult, SolveJob, solve_run
-from .source import RowSource
+from .source import Block, RowSource
 from .statistics import (
-    BlockScan, Moments, Pass1Job, Pass1Result, Pass2Job, RunModel, fold_squares, log_transform, pass1_block,
-    pass2_block, scan_block,
+    BlockScan, Moments, Pass1Job, Pass1Result, Pass2Job, RunModel, pass1_block, pass2_block,
 )
 
 __all__ = [
@@ -32,6 +31,7 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 
 class Engine(Protocol):
@@ -103,30 +103,54 @@ def progress_bar(total: int, enabled: bool, desc: str) -> Progress:
 
 
 class ThreadEngine:
-    """Blocks read in this process, in order; runs solved in a pool of ``threads`` threads."""
+    """Blocks read in this process, in order (an in-memory input is one block, read in place);
+    runs solved in a pool of ``threads`` threads."""
 
     def __init__(self, source: RowSource, block_size: int, threads: int) -> None:
         self.source, self.block_size, self.threads = source, block_size, threads
 
+    def _blocks(self) -> Iterator[Block]:
+        if self.source.in_memory:
+            yield self.source.whole()
+        else:
+            yield from self.source.blocks(self.block_size)
+
     def pass1(self, job: Pass1Job, on_scan: Callable[[int, BlockScan], None]) -> Pass1Result:
         acc = Moments(job.size)
         omitted = np.zeros(self.source.n, dtype=bool)
-        for a, blk in self.source.blocks(self.block_size):
+        for blk in self._blocks():
+            grp = job.group_of_row[blk.a : blk.b]
+            scan = pass1_block(blk, grp, job, acc, omitted[blk.a : blk.b], self.threads)
             if job.first:
-                on_scan(a, scan_block(blk, job.find_negative))
-            b = a + blk.shape[0]
-            part = pass1_block(log_transform(blk, job.fired), job.group_of_row[a:b], job.scale, job.n_groups, job.n_cols)
-            if part.omitted is not None:
-                omitted[a:b] = part.omitted
-            acc.fold(part)
+                on_scan(blk.a, scan)
         return Pass1Result(acc, omitted)
 
     def pass2(self, job: Pass2Job) -> F64:
         sq: F64 = np.zeros(len(job.mean))
-        for a, blk in self.source.blocks(self.block_size):
-            grp = job.group_of_row[a : a + blk.shape[0]]
-            fold_squares(sq, pass2_block(log_transform(blk, job.fired), grp, job.mean, job.n_cols))
+        for blk in self._blocks():
+            pass2_block(blk, job.group_of_row[blk.a : blk.b], job, sq, self.threads)
         return sq
+
+    def _run_cells(self, plan: RunPlan, models: list[RunModel], fired: bool) -> Iterator[tuple[int, RunCells, I64]]:
+        """(run, its cells, its input rows) in the order the runs complete."""
+        src = self.source
+        if src.in_memory:  # every run read in place, straight from the input
+            for r, (gi, _, _) in enumerate(plan.runs):
+                yield r, RunCells(src.matrix, plan.rows[r], src.cols[models[gi].group.cols], fired), plan.rows[r]
+            return
+        group_cols = [m.group.cols for m in models]
+        pieces: dict[int, list[RunPiece]] = {}
+        filled = np.zeros(len(plan.runs), dtype=np.int64)
+        for blk in src.blocks(self.block_size):
+            rid = plan.run_of_row[blk.a : blk.b]
+            if not (rid >= 0).any():
+                continue
+            for r, piece in runs_in_block(blk, rid, plan.runs, group_cols, fired, self.threads).items():
+                pieces.setdefault(r, []).append(piece)
+                filled[r] += len(piece.rows)
+                if filled[r] == plan.runs[r].size:
+                    cells, rows = join_pieces(pieces.pop(r))
+                    yield r, cells, rows
 
     def solve(
         self, plan: RunPlan, models: list[RunModel], job: SolveJob, *, fired: bool, progress: bool,
@@ -135,8 +159,6 @@ class ThreadEngine:
             return []
         n_workers = max(1, min(self.threads, len(plan.runs)))
         kernel_threads = max(1, self.threads // n_workers)
-        pieces: dict[int, list[RunPiece]] = {}
-        filled = np.zeros(len(plan.runs), dtype=np.int64)
         pending: set[Future[RunResult]] = set()
         results: list[RunResult] = []
         bar = progress_bar(len(plan.runs), progress, f"ecorecover.recover: runs ({job.mode})")
@@ -151,21 +173,12 @@ class ThreadEngine:
 
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             try:
-                for a, blk in self.source.blocks(self.block_size):
-                    rid = plan.run_of_row[a : a + blk.shape[0]]
-                    if not (rid >= 0).any():
-                        continue
-                    for r, piece in runs_in_block(log_transform(blk, fired), rid, a).items():
-                        pieces.setdefault(r, []).append(piece)
-                        filled[r] += len(piece.rows)
-                        gi, ri, size = plan.runs[r]
-                        if filled[r] < size:
-                            continue
-                        run = join_pieces(pieces.pop(r))
-                        pending.add(pool.submit(cancel.run, solve_run, job, gi, ri, models[gi], run.x, run.rows, kernel_threads))
-                        while len(pending) >= 2 * n_workers:
-                            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            collect(done)
+                for r, cells, rows in self._run_cells(plan, models, fired):
+                    gi, ri, _ = plan.runs[r]
+                    pending.add(pool.submit(cancel.run, solve_run, job, gi, ri, models[gi], cells, rows, kernel_threads))
+                    while len(pending) >= 2 * n_workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        collect(done)
                 done, pending = wait(pending)
                 collect(done)
             finally:

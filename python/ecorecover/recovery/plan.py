@@ -5,7 +5,8 @@ into ``ceil(n / cells_per_run)`` contiguous runs of as-equal-as-possible size (t
 count of a run couples its cells, so the cut matters). Fast mode solves every cell on its own;
 its chunks only bound memory. :func:`runs_in_block` and :func:`join_pieces` are the per-block
 extraction the engines share: a run's rows are cut out of each block holding some, and joined
-once the run is complete.
+once the run is complete. A run's cells reach a solver as :class:`RunCells`: rows and columns of
+a kernel-readable matrix (the whole in-memory input, read in place, or the joined pieces).
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
+from .. import _core
 from .constants import FAST_CHUNK, MIN_MODEL_GENES, Mode
 from .matching import Group
+from .source import Block, CsrArrays
 
-__all__ = ["RunPiece", "RunPlan", "RunSpec", "join_pieces", "plan_runs", "runs_in_block"]
+__all__ = ["RunCells", "RunPiece", "RunPlan", "RunSpec", "join_pieces", "plan_runs", "runs_in_block"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -41,6 +43,7 @@ class RunPlan:
 
     run_of_row: I64
     runs: list[RunSpec]
+    rows: list[I64]  # per run, its input rows (ascending)
 
     def last_block(self, bounds: Sequence[tuple[int, int]]) -> I64:
         """Per run, the index of the last of the blocks ``bounds`` that holds some of its rows."""
@@ -56,6 +59,7 @@ def plan_runs(groups: list[Group], n_rows: int, mode: Mode, cells_per_run: int) 
     groups without scored cells or with fewer than 5 model genes have none."""
     run_of_row = np.full(n_rows, -1, dtype=np.int64)
     runs: list[RunSpec] = []
+    rows: list[I64] = []
     for gi, g in enumerate(groups):
         n = g.n_scored
         if n == 0 or g.cols.size < MIN_MODEL_GENES:
@@ -70,26 +74,56 @@ def plan_runs(groups: list[Group], n_rows: int, mode: Mode, cells_per_run: int) 
         for ri, sz in enumerate(sizes):
             run_of_row[g.rows[start : start + sz]] = len(runs)
             runs.append(RunSpec(gi, ri, sz))
+            rows.append(g.rows[start : start + sz])
             start += sz
-    return RunPlan(run_of_row, runs)
+    return RunPlan(run_of_row, runs, rows)
+
+
+@dataclass(frozen=True)
+class RunCells:
+    """A run's cells as the kernels read them: rows ``rows`` (ascending) x columns ``cols`` (the
+    group's genes present, in model order) of ``m``; ``transform``: ``log2(x + 1)`` to apply."""
+
+    m: Any
+    rows: I64
+    cols: I64
+    transform: bool
 
 
 class RunPiece(NamedTuple):
-    """Some of a run's cells: their input rows and their (transformed) values."""
+    """Some of a run's cells: their input rows and their (transformed) values, the group's
+    genes present in model order, as CSR."""
 
     rows: I64
-    x: sp.csr_matrix
+    x: CsrArrays
 
 
-def runs_in_block(blk: sp.csr_matrix, rid: I64, a: int) -> dict[int, RunPiece]:
-    """The rows of each run in the block whose first row is ``a`` (``rid``: run per row)."""
+def runs_in_block(
+    block: Block, rid: I64, runs: Sequence[RunSpec], group_cols: Sequence[I64], fired: bool,
+    threads: int | None = None,
+) -> dict[int, RunPiece]:
+    """The cells of each run in ``block`` (``rid``: run per row of the block), read by the
+    kernel (``group_cols``: per group, its genes' slots)."""
     out = {}
-    for r in np.unique(rid[rid >= 0]):
+    for r in np.unique(rid[rid >= 0]).tolist():
         local = np.flatnonzero(rid == r)
-        out[int(r)] = RunPiece(local + a, blk[local])
+        cols = block.cols[group_cols[runs[r].group]]
+        p, i, d = _core.gather_csr(block.m, local + block.start, cols, fired, n_threads=threads)
+        out[int(r)] = RunPiece(local + block.a, CsrArrays(p, i, d, (len(local), len(cols))))
     return out
 
 
-def join_pieces(pieces: Sequence[RunPiece]) -> RunPiece:
-    """A run's pieces, in block order, as one piece."""
-    return RunPiece(np.concatenate([p.rows for p in pieces]), sp.vstack([p.x for p in pieces], format="csr"))
+def join_pieces(pieces: Sequence[RunPiece]) -> tuple[RunCells, I64]:
+    """A run's pieces, in block order: its cells (transformed, as CSR) and input rows."""
+    if len(pieces) == 1:
+        x, rows = pieces[0].x, pieces[0].rows
+    else:
+        offsets = np.cumsum([0] + [len(p.x.data) for p in pieces[:-1]])
+        indptr = np.concatenate([[0]] + [p.x.indptr[1:] + o for p, o in zip(pieces, offsets)])
+        x = CsrArrays(
+            indptr.astype(np.int64), np.concatenate([p.x.indices for p in pieces]),
+            np.concatenate([p.x.data for p in pieces]), (int(sum(p.x.shape[0] for p in pieces)), pieces[0].x.shape[1]),
+        )
+        rows = np.concatenate([p.rows for p in pieces])
+    n, k = x.shape
+    return RunCells(x, np.arange(n, dtype=np.int64), np.arange(k, dtype=np.int64), False), rows

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from .. import _core
 from .. import nmf as _nmf
@@ -24,7 +23,13 @@ from ..errors import NegativeValueError
 from ..rng import RRandom
 from .constants import SCALE_MAX, SEED, Mode
 from .matching import Group
-from .statistics import RunModel, zscore
+from .plan import RunCells
+from .source import CsrArrays, is_range
+from .statistics import RunModel
+
+#: The fast solver's iteration limit and tolerance (``ecorecover.nmf.solve_h_fast``'s defaults).
+FAST_MAX_ITER = 100
+FAST_TOL = 1e-10
 
 __all__ = ["RunResult", "SolveJob", "exact_run", "fast_run", "solve_run", "sum_to_one"]
 
@@ -58,10 +63,10 @@ class SolveJob:
     keep_details: bool
 
 
-def solve_run(job: SolveJob, gi: int, ri: int, model: RunModel, x: sp.csr_matrix, rows: I64, threads: int) -> RunResult:
-    """Run ``ri`` of group ``gi``: ``x`` holds the run's cells (in order) x the kept columns (transformed)."""
+def solve_run(job: SolveJob, gi: int, ri: int, model: RunModel, cells: RunCells, rows: I64, threads: int) -> RunResult:
+    """Run ``ri`` of group ``gi``: ``cells`` are the run's cells (input rows ``rows``, in order)."""
     fn = exact_run if job.mode == "exact" else fast_run
-    return fn(gi, ri, model, x[:, model.group.cols], rows, job.sum_to_one, threads, job.keep_details)
+    return fn(gi, ri, model, cells, rows, job.sum_to_one, threads, job.keep_details)
 
 
 def sum_to_one(h: F64) -> F64:
@@ -74,20 +79,6 @@ def sum_to_one(h: F64) -> F64:
         return out
 
 
-def _features(g: Group, z: F64) -> tuple[F64, list[str]]:
-    """V (cells x features) and feature names as NMFpredict builds them for one run, after its
-    zero-variance filter over the run."""
-    if g.posneg:
-        v = np.concatenate([np.maximum(z, 0.0), np.maximum(-z, 0.0)], axis=1)
-        names = [s + "__pos" for s in g.present] + [s + "__neg" for s in g.present]
-    else:
-        v, names = z, list(g.present)
-    keep = ~np.all(v == v[:1], axis=0) if v.shape[0] else np.zeros(v.shape[1], dtype=bool)
-    in_w = g.w.index
-    idx = [i for i, nm in enumerate(names) if keep[i] and nm in in_w]
-    return v[:, idx], [names[i] for i in idx]
-
-
 def _plain_model_negative(g: Group) -> NegativeValueError:
     return NegativeValueError(
         f"model[{g.name!r}] names plain genes (no '__pos'/'__neg' features), so R feeds the scaled "
@@ -97,18 +88,21 @@ def _plain_model_negative(g: Group) -> NegativeValueError:
 
 
 def exact_run(
-    gi: int, ri: int, model: RunModel, x: sp.csr_matrix, rows: I64, sum2one: bool, threads: int, details: bool,
+    gi: int, ri: int, model: RunModel, cells: RunCells, rows: I64, sum2one: bool, threads: int, details: bool,
 ) -> RunResult:
-    """R's NMFpredict on one run (``x``: the run's cells x the model genes present)."""
+    """R's NMFpredict on one run: V (features x cells: ScaleData z-scores, posneg, the run's
+    zero-variance filter, W's features) read by the kernel, then R's H-steps."""
     g = model.group
-    dense = x.toarray()
-    z = zscore(dense, model.mean, model.sd) if model.sd is not None else dense
-    v, feats = _features(g, z)
-    if not feats:
+    vt, kept = _core.gather_run_v(
+        cells.m, cells.rows, cells.cols, None if model.sd is None else model.mean, model.sd, g.posneg,
+        cells.transform, model.in_w,
+        SCALE_MAX, n_threads=threads,
+    )
+    if not kept.size:
         return RunResult(gi, ri, rows, None, 0, 0, 0.0, failure="no_features")
-    if not g.posneg and v.size and float(v.min()) < 0:
+    if not g.posneg and vt.size and float(vt.min()) < 0:
         raise _plain_model_negative(g)
-    vt = np.ascontiguousarray(v.T)  # features x cells
+    feats = [model.features[i] for i in kept.tolist()]
     w = np.ascontiguousarray(g.w.loc[feats].to_numpy())
     m, k = w.shape
     n = vt.shape[1]
@@ -125,17 +119,18 @@ def exact_run(
 
 
 def fast_run(
-    gi: int, ri: int, model: RunModel, x: sp.csr_matrix, rows: I64, sum2one: bool, threads: int, details: bool,
+    gi: int, ri: int, model: RunModel, cells: RunCells, rows: I64, sum2one: bool, threads: int, details: bool,
 ) -> RunResult:
-    """Every cell of the run solved on its own (``x``: the run's cells x the model genes present)."""
+    """Every cell of the run solved on its own (the run's cells read by the kernel as CSR)."""
     g = model.group
     gpos, gneg, n_feat = _fast_model(g, model.const)
     if n_feat == 0:  # as exact mode: nothing to score the cells with (not 1/k each)
         return RunResult(gi, ri, rows, None, 0, 0, float("nan"), failure="no_features")
+    x = _as_csr(cells, threads)
     try:
-        h, iters = _nmf.solve_h_fast(
-            x, gpos, gneg, mean=None if model.sd is None else model.mean, sd=model.sd, posneg=g.posneg,
-            scale_max=SCALE_MAX, n_jobs=threads,
+        h, iters = _core.solve_h_fast(
+            x.indptr, x.indices, x.data, x.shape[1], gpos, gneg, bool(g.posneg),
+            None if model.sd is None else model.mean, model.sd, SCALE_MAX, FAST_MAX_ITER, FAST_TOL, threads,
         )
     except NegativeValueError as exc:  # the scaled data of a plain (not posneg) model
         if not g.posneg:
@@ -144,6 +139,16 @@ def fast_run(
     scores = sum_to_one(h) if sum2one else h
     det = {"iterations": iters} if details else None
     return RunResult(gi, ri, rows, scores, n_feat, int(iters.max(initial=0)), float("nan"), det)
+
+
+def _as_csr(cells: RunCells, threads: int) -> CsrArrays:
+    """The run's cells x genes, transformed, as CSR (the joined pieces as they are)."""
+    m = cells.m
+    whole = len(cells.rows) == m.shape[0] and len(cells.cols) == m.shape[1] and is_range(cells.cols)
+    if isinstance(m, CsrArrays) and whole and is_range(cells.rows) and not cells.transform:
+        return m
+    p, i, d = _core.gather_csr(m, cells.rows, cells.cols, cells.transform, n_threads=threads)
+    return CsrArrays(p, i, d, (len(cells.rows), len(cells.cols)))
 
 
 def _fast_model(g: Group, const: tuple[Bools, Bools]) -> tuple[F64, F64, int]:

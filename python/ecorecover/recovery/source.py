@@ -1,15 +1,18 @@
-"""Row-block access to the input: blocks of cells restricted to the model genes, as float64 CSR.
+"""Row-block access to the input, in the layout the compiled gather kernels read in place.
 
-Whatever the input is (a dense array, scipy sparse, a backed AnnData's matrix, a dask array, or
-a genes x cells array from a DataFrame), :class:`RowSource` hands out consecutive row blocks
-holding only the kept columns, so no more than one block of the data is in memory at a time.
-:func:`as_csr_block` is the one conversion of a block; the statistics passes and the runs see
-nothing else.
+Whatever the input is (a dense array in any strides, scipy CSR or CSC, a genes x cells array
+from a DataFrame, a backed AnnData's matrix, a dask array), :class:`RowSource` hands out
+:class:`Block` s: rows of a kernel-readable matrix (``_core.gather_*``: a 2-d numpy array, or
+scipy CSR / CSC, of float64/float32/int64/int32/uint32/uint16 values) and the columns holding
+the model genes. An in-memory matrix is one block over its own buffers (no format conversion,
+no densifying, CSC stays CSC); a backed or dask matrix is read in consecutive row blocks, so
+no more than one block of the data is in memory at a time (:mod:`.backed` reads CSC files).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,39 +20,139 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..errors import ShapeError
+from .backed import CscRows, csc_group
 
-__all__ = ["RowSource", "as_csr_block", "block_rows", "block_size", "dask_columns", "is_dask", "is_range"]
+__all__ = [
+    "Block", "CsrArrays", "RowSource", "block_size", "dask_columns", "is_dask", "is_range", "kernel_matrix",
+]
 
 IntArray = npt.NDArray[np.int64]
 
+#: Value types the gather kernels read as they are; smaller ones are widened exactly to float32.
+_KERNEL_DTYPES = {np.dtype(t) for t in (np.float64, np.float32, np.int64, np.int32, np.uint32, np.uint16)}
+
+
+@dataclass(frozen=True)
+class Block:
+    """Input rows ``a..b``: rows ``start .. start + b - a`` of ``m`` (kernel-readable), whose
+    columns ``cols`` hold the kept genes (in slot order)."""
+
+    m: Any
+    start: int
+    a: int
+    b: int
+    cols: IntArray
+
+    @property
+    def stop(self) -> int:
+        """The row of ``m`` after the block."""
+        return self.start + self.b - self.a
+
+
+@dataclass(frozen=True)
+class CsrArrays:
+    """A CSR matrix as three arrays (what ``_core.gather_csr`` returns), readable by the kernels
+    and by the fast solver without going through scipy."""
+
+    indptr: IntArray
+    indices: IntArray
+    data: npt.NDArray[np.float64]
+    shape: tuple[int, int]
+    format: str = "csr"
+    has_sorted_indices: bool = True
+
+
+def _check_values(dtype: np.dtype[Any]) -> None:
+    if dtype.kind not in "iuf":
+        raise TypeError(f"the expression matrix must hold numbers, got dtype {dtype}")
+
+
+def _kernel_dtype(dtype: np.dtype[Any]) -> np.dtype[Any] | None:
+    """The dtype to convert values to (None: read as they are)."""
+    _check_values(dtype)
+    native = dtype.newbyteorder("=")
+    if native in _KERNEL_DTYPES:
+        return None if dtype.isnative else native
+    return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)  # exact widening
+
+
+def kernel_matrix(x: Any) -> Any:
+    """``x`` (cells x genes) as the kernels read it: a numpy array or scipy CSR / CSC matrix is
+    returned as it is (other sparse formats become CSR, unusual value types are widened exactly,
+    duplicated sparse entries are summed in a copy)."""
+    if isinstance(x, CsrArrays):
+        return x
+    if sp.issparse(x):
+        if x.format not in ("csr", "csc"):
+            x = x.tocsr()
+        conv = _kernel_dtype(x.dtype)
+        if x.indices.dtype != x.indptr.dtype or x.indices.dtype not in (np.int32, np.int64):
+            x = x.copy()
+            x.indices, x.indptr = x.indices.astype(np.int64), x.indptr.astype(np.int64)
+        if conv is not None:
+            x = x.astype(conv)
+        if not x.has_canonical_format:
+            x = x.copy()
+            x.sum_duplicates()  # the kernels refuse duplicates; summed as scipy does
+        return x
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ShapeError(f"the expression matrix must be 2-dimensional, got shape {arr.shape}")
+    conv = _kernel_dtype(arr.dtype)
+    return arr if conv is None else arr.astype(conv)
+
 
 class RowSource:
-    """Row blocks (cells) of the input restricted to columns ``cols``, as float64 CSR."""
+    """Row blocks (cells) of the input; ``cols``: the input columns of the kept genes."""
 
     def __init__(self, x: Any, cols: npt.ArrayLike, *, genes_by_cells: bool = False) -> None:
-        self.cols: IntArray = np.asarray(cols, dtype=np.int64)
+        self.cols: IntArray = np.ascontiguousarray(cols, dtype=np.int64)
         self.genes_by_cells = genes_by_cells
-        if sp.issparse(x) and not genes_by_cells and x.format != "csr":
-            # Column access of CSC (or other formats): keep only the needed columns once.
-            x = sp.csr_matrix(x.tocsc()[:, self.cols])
-            self.cols = np.arange(x.shape[1], dtype=np.int64)
         self.x: Any = x
         self.n: int = int(x.shape[1] if genes_by_cells else x.shape[0])
+        self._csc: CscRows | None = None
+        self.matrix: Any = None  # the whole input, kernel-readable, when it is in memory
+        if genes_by_cells:  # a genes x cells array (R's orientation): its transpose, a view
+            self.matrix = kernel_matrix(np.asarray(x).T)
+        elif sp.issparse(x) or isinstance(x, np.ndarray):
+            self.matrix = kernel_matrix(x)
+        elif (group := csc_group(x)) is not None:
+            self._csc = CscRows(group, (self.n, int(x.shape[1])), self.cols)
+        elif not is_dask(x) and not hasattr(x, "shape"):
+            raise TypeError(f"the expression matrix must be an array, got {type(x).__name__}")
 
-    def block(self, a: int, b: int) -> sp.csr_matrix:
-        """Rows ``a:b`` of the kept columns."""
-        x = self.x
-        if self.genes_by_cells:  # a genes x cells array (R's orientation)
-            return as_csr_block(np.asarray(x[self.cols, a:b]).T, None)
-        blk = x[a:b]
+    @property
+    def in_memory(self) -> bool:
+        """Whether the whole input is in memory (one block, rows read anywhere)."""
+        return self.matrix is not None
+
+    def whole(self) -> Block:
+        """All rows, read in place (in-memory input only)."""
+        return Block(self.matrix, 0, 0, self.n, self.cols)
+
+    def block(self, a: int, b: int) -> Block:
+        """Rows ``a:b``: a view of an in-memory input, else read."""
+        if self.matrix is not None:
+            return Block(self.matrix, a, a, b, self.cols)
+        if self._csc is not None:
+            return Block(kernel_matrix(self._csc.read(a, b)), 0, a, b, np.arange(len(self.cols), dtype=np.int64))
+        blk = self.x[a:b]
         if is_dask(blk):  # a dask array (e.g. anndata.experimental.read_lazy): read this block only
-            return as_csr_block(dask_columns(blk, self.cols).compute(), None)
-        return as_csr_block(blk, self.cols)
+            sub = dask_columns(blk, self.cols)
+            cols = self.cols if sub is blk else np.arange(len(self.cols), dtype=np.int64)
+            return Block(kernel_matrix(sub.compute()), 0, a, b, cols)
+        return Block(kernel_matrix(blk), 0, a, b, self.cols)
 
-    def blocks(self, size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
-        """(first row, block) of consecutive blocks of ``size`` rows."""
-        for a in range(0, self.n, size):
-            yield a, self.block(a, min(self.n, a + size))
+    def bounds(self, size: int) -> list[tuple[int, int]]:
+        """The row blocks :meth:`blocks` reads (``size`` rows; a CSC file: by stored values)."""
+        if self._csc is not None:
+            return self._csc.bounds(size * max(1, len(self.cols)))
+        return [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
+
+    def blocks(self, size: int) -> Iterator[Block]:
+        """Consecutive blocks of about ``size`` rows."""
+        for a, b in self.bounds(size):
+            yield self.block(a, b)
 
 
 def block_size(n_cols: int) -> int:
@@ -72,34 +175,3 @@ def dask_columns(x: Any, cols: IntArray) -> Any:
 def is_range(cols: IntArray) -> bool:
     """Whether ``cols`` is ``0, 1, ..., len - 1``."""
     return len(cols) == 0 or (cols[0] == 0 and bool(np.all(np.diff(cols) == 1)))
-
-
-def as_csr_block(blk: Any, cols: IntArray | None) -> sp.csr_matrix:
-    """A block of rows (dense or sparse) restricted to columns ``cols`` (None: all), as float64 CSR."""
-    if sp.issparse(blk):
-        if cols is not None and (len(cols) != blk.shape[1] or not is_range(cols)):
-            blk = blk.tocsr()[:, cols]
-        else:
-            blk = blk.tocsr()
-    else:
-        blk = np.asarray(blk)
-        if blk.ndim != 2:
-            raise ShapeError(f"the expression matrix must be 2-dimensional, got shape {blk.shape}")
-        if cols is not None and (not is_range(cols) or len(cols) != blk.shape[1]):
-            blk = blk[:, cols]
-    if sp.issparse(blk):
-        out = sp.csr_matrix(blk)
-        if out.dtype.kind not in "iuf":
-            raise TypeError(f"the expression matrix must hold numbers, got dtype {out.dtype}")
-        out = out.astype(np.float64, copy=False)
-        out.sum_duplicates()
-    else:
-        if blk.dtype.kind not in "iuf":
-            raise TypeError(f"the expression matrix must hold numbers, got dtype {blk.dtype}")
-        out = sp.csr_matrix(np.asarray(blk, dtype=np.float64))
-    return out
-
-
-def block_rows(blk: sp.csr_matrix) -> IntArray:
-    """Row index of every stored element of a CSR block."""
-    return np.repeat(np.arange(blk.shape[0], dtype=np.int64), np.diff(blk.indptr))

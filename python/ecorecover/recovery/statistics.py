@@ -5,11 +5,13 @@ scored, so each (cell type, gene) slot needs its mean and standard deviation ove
 scored cells, summed sequentially in cell order as R does. Pass 1 finds the cells expressing
 fewer than 3 model genes (left out) and sums the non-zeros; pass 2 sums the squared deviations.
 
-Each pass is a function of one block (:func:`pass1_block`, :func:`pass2_block`) plus a fold of
-the blocks' parts in cell order (:meth:`Moments.fold`, :func:`fold_squares`), so an engine may
-compute the parts anywhere and still get the same sums bit for bit. :func:`compute_statistics`
-drives the passes through an :class:`~ecorecover.recovery.engine.Engine`, with R's raw-count
-guard (``log2(x + 1)`` when the data look like counts) deciding whether pass 1 is repeated.
+Each pass is one compiled kernel call per row block (``_core.gather_pass1`` /
+``_core.gather_pass2``: :func:`pass1_block`, :func:`pass2_block`) that reads the model genes
+straight from the block's own buffers and carries the sums from block to block in cell order,
+so any engine that calls it on the blocks in order gets the same bits (an in-memory matrix is
+one block). :func:`compute_statistics` drives the passes through an
+:class:`~ecorecover.recovery.engine.Engine`, with R's raw-count guard (``log2(x + 1)`` when
+the data look like counts) deciding whether pass 1 is repeated.
 """
 
 from __future__ import annotations
@@ -22,21 +24,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-
+from .. import _core
 from ..errors import NonFiniteValueError, RawCountWarning
 from ..preprocessing import RAW_COUNT_MAX
-from .constants import EXPRESSED, MIN_GENES_EXPRESSED, SCALE_MAX
+from .constants import SCALE_MAX
 from .matching import Group
-from .source import block_rows
+from .source import Block
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = [
-    "BlockChecks", "BlockScan", "Moments", "Pass1Job", "Pass1Part", "Pass1Result", "Pass2Job", "RunModel",
-    "Statistics", "compute_statistics", "fold_squares", "log_transform", "pass1_block", "pass2_block",
-    "run_models", "scan_block", "zscore",
+    "BlockChecks", "BlockScan", "Moments", "Pass1Job", "Pass1Result", "Pass2Job", "RunModel", "Statistics",
+    "candidate_features", "compute_statistics", "pass1_block", "pass2_block", "run_models", "zscore",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -51,9 +51,9 @@ NegativeError = Callable[[float, str], "Exception | None"]
 
 @dataclass(frozen=True)
 class BlockScan:
-    """What the first pass-1 attempt learns of a raw block: its first NaN/inf (row, kept
-    column, count, value), its first negative value (row, kept column, value; when asked),
-    the range of its stored values and whether it has implicit zeros (raw-count guard)."""
+    """What the first pass-1 attempt learns of a raw block: its first NaN/inf (row in the
+    block, kept column, count, value), its first negative value (row, kept column, value), the
+    range of its stored values and whether it has implicit zeros (raw-count guard)."""
 
     nonfinite: tuple[int, int, int, float] | None
     negative: tuple[int, int, float] | None
@@ -62,62 +62,20 @@ class BlockScan:
     implicit_zero: bool
 
 
-def scan_block(blk: sp.csr_matrix, find_negative: bool) -> BlockScan:
-    """The :class:`BlockScan` of a raw (untransformed) block."""
-    bad = ~np.isfinite(blk.data)
-    nonfinite = None
-    if bad.any():
-        e = int(np.argmax(bad))
-        nonfinite = (int(block_rows(blk)[e]), int(blk.indices[e]), int(bad.sum()), float(blk.data[e]))
-    negative = None
-    if find_negative and blk.nnz and (neg := blk.data < 0).any():
-        e = int(np.argmax(neg))
-        negative = (int(block_rows(blk)[e]), int(blk.indices[e]), float(blk.data[e]))
-    mn, mx = (float(blk.data.min()), float(blk.data.max())) if blk.nnz else (np.inf, -np.inf)
-    return BlockScan(nonfinite, negative, mn, mx, bool(blk.nnz < blk.shape[0] * blk.shape[1]))
+KernelScan = tuple[int, "tuple[int, int, float] | None", "tuple[int, int, float] | None", float, float, bool]
 
 
-def log_transform(blk: sp.csr_matrix, fired: bool) -> sp.csr_matrix:
-    """The block as the statistics and runs see it: ``log2(x + 1)`` when the guard fired."""
-    if fired:
-        blk = blk.copy()
-        blk.data = np.log2(blk.data + 1.0)
-    return blk
-
-
-@dataclass
-class Pass1Part:
-    """One block's contribution to pass 1 (``flat``: slot group * n_cols + column per value)."""
-
-    omitted: Bools | None  # per row: a scored type's cell expressing < 3 genes (scale only)
-    flat: I64
-    vals: F64
-    nnz: I64
-    lo: F64
-    hi: F64
-
-
-def pass1_block(blk: sp.csr_matrix, grp: npt.NDArray[np.integer], scale: bool, g_n: int, k_cols: int) -> Pass1Part:
-    """Omissions and the non-zero values of the scored cells of a (transformed) block."""
-    b = blk.shape[0]
-    om = None
-    if scale:
-        expressed = np.bincount(block_rows(blk)[blk.data > EXPRESSED], minlength=b)
-        om = (expressed < MIN_GENES_EXPRESSED) & (grp >= 0)
-        grp = np.where(om, -1, grp)
-    gr = grp[block_rows(blk)]
-    sel = (gr >= 0) & (blk.data != 0.0)
-    flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
-    vals = blk.data[sel]
-    lo = np.full(g_n * k_cols, np.inf)
-    hi = np.full(g_n * k_cols, -np.inf)
-    np.minimum.at(lo, flat, vals)
-    np.maximum.at(hi, flat, vals)
-    return Pass1Part(om, flat, vals, np.bincount(flat, minlength=g_n * k_cols), lo, hi)
+def _block_scan(scan: KernelScan, start: int) -> BlockScan:
+    """The kernel's scan (rows of the matrix read) with rows counted from the block's first."""
+    count, bad, neg, mn, mx, zero = scan
+    nonfinite = (bad[0] - start, bad[1], int(count), bad[2]) if count and bad is not None else None
+    negative = (neg[0] - start, neg[1], neg[2]) if neg is not None else None
+    return BlockScan(nonfinite, negative, mn, mx, zero)
 
 
 class Moments:
-    """Pass-1 accumulators: sums (sequential, in the order parts are folded), counts, min, max."""
+    """Pass-1 accumulators per slot: sums (sequential in cell order: the kernel carries them
+    from block to block), counts of non-zeros, min, max."""
 
     def __init__(self, size: int) -> None:
         self.s: F64 = np.zeros(size)
@@ -125,27 +83,26 @@ class Moments:
         self.lo: F64 = np.full(size, np.inf)
         self.hi: F64 = np.full(size, -np.inf)
 
-    def fold(self, part: Pass1Part) -> Moments:
-        """Add a block's part (in place; returns self)."""
-        np.add.at(self.s, part.flat, part.vals)  # unbuffered: one value after the other
-        self.nnz += part.nnz
-        np.minimum(self.lo, part.lo, out=self.lo)
-        np.maximum(self.hi, part.hi, out=self.hi)
-        return self
+
+def pass1_block(
+    block: Block, grp: I64, job: Pass1Job, acc: Moments, omitted: Bools, threads: int | None = None,
+) -> BlockScan:
+    """Pass 1 over one block (``grp``: its rows' groups; ``omitted``: its rows' flags, written):
+    the scored cells' non-zeros added to ``acc`` in cell order; the scan of the raw values."""
+    scan = _core.gather_pass1(
+        block.m, block.start, block.stop, block.cols, np.ascontiguousarray(grp, dtype=np.int64), job.n_groups,
+        job.scale, job.fired, acc.s, acc.nnz, acc.lo, acc.hi, omitted, n_threads=threads,
+    )
+    return _block_scan(scan, block.start)
 
 
-def pass2_block(blk: sp.csr_matrix, grp: npt.NDArray[np.integer], mean: F64, k_cols: int) -> tuple[I64, F64]:
-    """Slots and squared deviations from the mean of the non-zeros of the scored cells."""
-    gr = grp[block_rows(blk)]
-    sel = (gr >= 0) & (blk.data != 0.0)
-    flat = gr[sel] * k_cols + blk.indices[sel].astype(np.int64)
-    d = blk.data[sel] - mean[flat]
-    return flat, d * d
-
-
-def fold_squares(sq: F64, part: tuple[I64, F64]) -> F64:
-    """Add a block's squared deviations to ``sq`` (in place, sequentially; returns it)."""
-    np.add.at(sq, part[0], part[1])
+def pass2_block(block: Block, grp: I64, job: Pass2Job, sq: F64, threads: int | None = None) -> F64:
+    """Pass 2 over one block (``grp``: its rows' groups, omitted cells -1): the squared
+    deviations of the scored cells' non-zeros added to ``sq`` in cell order (returns it)."""
+    _core.gather_pass2(
+        block.m, block.start, block.stop, block.cols, np.ascontiguousarray(grp, dtype=np.int64), job.mean,
+        job.fired, sq, n_threads=threads,
+    )
     return sq
 
 
@@ -206,9 +163,9 @@ class BlockChecks:
         if scan.nonfinite is not None:
             r, c, count, value = scan.nonfinite
             raise NonFiniteValueError(
-                f"the expression matrix holds {count} non-finite value(s) (NaN or inf) in this "
-                f"block, first at cell {self.cell_ids[a + r]!r}, gene {self._gene(c)!r}: "
-                f"{value!r}; remove or impute them first"
+                f"the expression matrix holds non-finite values (NaN or inf) in the model genes "
+                f"({count} in the cells read with it), first at cell {self.cell_ids[a + r]!r}, gene "
+                f"{self._gene(c)!r}: {value!r}; remove or impute them first"
             )
         if self.refuse_negative is not None and scan.negative is not None:
             r, c, value = scan.negative
@@ -313,6 +270,8 @@ class RunModel:
     mean: F64
     sd: F64 | None
     const: tuple[Bools, Bools]
+    features: tuple[str, ...] = ()  # V's candidate rows: ``GENE__pos`` then ``GENE__neg`` (posneg), or genes
+    in_w: Bools = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # which are rows of W
 
 
 def run_models(stats: Statistics, groups: list[Group]) -> list[RunModel]:
@@ -323,8 +282,18 @@ def run_models(stats: Statistics, groups: list[Group]) -> list[RunModel]:
         mean = stats.mean[sl][g.cols]
         sd = stats.sd[sl][g.cols] if stats.sd is not None else None
         const = _constant_features(g, stats.xmin[sl][g.cols], stats.xmax[sl][g.cols], mean, sd)
-        out.append(RunModel(dataclasses.replace(g, rows=np.zeros(0, dtype=np.int64)), mean, sd, const))
+        feats = candidate_features(g)
+        in_w = np.array([f in g.w.index for f in feats], dtype=bool)
+        out.append(RunModel(dataclasses.replace(g, rows=np.zeros(0, dtype=np.int64)), mean, sd, const, feats, in_w))
     return out
+
+
+def candidate_features(g: Group) -> tuple[str, ...]:
+    """NMFpredict's features of a group's genes present, in V's order: every ``GENE__pos``
+    then every ``GENE__neg`` (posneg), or the genes."""
+    if g.posneg:
+        return tuple([s + "__pos" for s in g.present] + [s + "__neg" for s in g.present])
+    return tuple(g.present)
 
 
 def _constant_features(g: Group, lo: F64, hi: F64, mean: F64, sd: F64 | None) -> tuple[Bools, Bools]:
