@@ -41,7 +41,7 @@ from .inputs import (
 )
 from .matching import GroupMatch, match_groups, warn_unmodelled
 from .plan import plan_runs
-from .solvers import RunResult, SolveJob
+from .solvers import RunResult, SolveJob, run_totals
 from .source import RowSource, block_size
 from .statistics import BlockChecks, compute_statistics, run_models
 
@@ -81,8 +81,10 @@ def _check_target(inp: RecoveryInput, copy: bool, key_added: str, overwrite: boo
     if inp.adata is not None:
         check_writable(inp.adata, output_keys(key_added), overwrite=overwrite, category=RecoveryWarning)
     if inp.src is not None and (sp.issparse(inp.x) or isinstance(inp.x, np.ndarray)):
-        # scaled data refused up front when the matrix is in memory (backed / dask: in pass 1)
-        check_nonnegative(inp.src, inp.x, inp.cell_ids, inp.genes)
+        # scaled data refused up front when the matrix is in memory (backed / dask: in pass 1);
+        # a CSC matrix is only converted (to find the first cell) when it holds a negative value
+        if not (sp.issparse(inp.x) and inp.x.format == "csc" and not bool((inp.x.data < 0).any())):
+            check_nonnegative(inp.src, inp.x, inp.cell_ids, inp.genes)
     check_unique_ids(inp.cell_ids)
 
 
@@ -102,8 +104,9 @@ def _score(
     engine: Engine, match: GroupMatch, labels: ObjArray, inp: RecoveryInput, unscored: dict[str, int], *,
     scale: bool, mode: Mode, cells_per_run: int, progress: bool,
 ) -> tuple[list[RunResult], bool, dict[str, float]]:
-    """The statistics passes and the runs: (run results, raw-count guard fired, timings)."""
-    timings = {"statistics_s": 0.0, "runs_s": 0.0}
+    """The statistics passes and the runs: (run results, raw-count guard fired, timings: wall
+    seconds of the passes and the runs; within the runs, reading and solving summed over runs)."""
+    timings = {"statistics_s": 0.0, "runs_s": 0.0, **run_totals([])}
     if not match.groups:
         return [], False, timings
     t0 = time.perf_counter()
@@ -127,8 +130,10 @@ def _score(
     job = SolveJob(mode, sum_to_one=True, keep_details=False)
     results = engine.solve(plan, run_models(stats, match.groups), job, fired=stats.fired, progress=progress)
     timings["runs_s"] = time.perf_counter() - t0
-    _log.info("statistics passes %.2f s; %d runs (%s mode) %.2f s", timings["statistics_s"], len(results), mode,
-              timings["runs_s"])
+    timings.update(run_totals(results))
+    _log.info("statistics passes %.2f s; %d runs (%s mode) %.2f s (reading cells %.2f s, solving %.2f s, summed "
+              "over runs)", timings["statistics_s"], len(results), mode, timings["runs_s"], timings["runs_gather_s"],
+              timings["runs_solve_s"])
     return results, stats.fired, timings
 
 
@@ -368,6 +373,8 @@ def recover(
         engine, match, labels, inp, unscored, scale=bool(scale), mode=mode, cells_per_run=int(cells_per_run),
         progress=progress,
     )
+    timings["read_s"] = source.read_s  # block reads of backed / dask input (in the passes and runs)
+    t0 = time.perf_counter()
     res = assemble(
         results, match.groups, models, labels, inp.cell_ids, min_score=min_score, collation=collation,
         unscored=unscored, cells_per_run=int(cells_per_run), mode=mode,
@@ -382,5 +389,6 @@ def recover(
         "matrix": inp.where, "n_cells": len(inp.cell_ids), "raw_count_guard_fired": bool(fired),
         "published_postprocess": post is not None,
     }
+    timings["assembly_s"] = time.perf_counter() - t0
     info = summary(params, model_provenance(model, models), match.genes_found, unscored, res, timings)
     return _deliver(inp, res, info, key_added, copy)

@@ -10,6 +10,7 @@ features that are constant over the whole cell type dropped.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ from .statistics import RunModel
 FAST_MAX_ITER = 100
 FAST_TOL = 1e-10
 
-__all__ = ["RunResult", "SolveJob", "exact_run", "fast_run", "solve_run", "sum_to_one"]
+__all__ = ["RunResult", "SolveJob", "exact_run", "fast_run", "run_totals", "solve_run", "sum_to_one"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -52,6 +53,9 @@ class RunResult:
     detail: dict[str, Any] | None = None
     failure: str | None = None
     nnz_v: int = 0
+    gather_s: float = 0.0  # reading the run's cells (kernel), seconds
+    solve_s: float = 0.0  # solving, seconds
+    flops: float = 0.0  # the arithmetic of the solve (see exact_run / fast_run)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,13 @@ def solve_run(job: SolveJob, gi: int, ri: int, model: RunModel, cells: RunCells,
     """Run ``ri`` of group ``gi``: ``cells`` are the run's cells (input rows ``rows``, in order)."""
     fn = exact_run if job.mode == "exact" else fast_run
     return fn(gi, ri, model, cells, rows, job.sum_to_one, threads, job.keep_details)
+
+
+def run_totals(results: list[RunResult]) -> dict[str, float]:
+    """Seconds spent reading the runs' cells and solving them (summed over the runs, so over
+    the threads too) and the solves' arithmetic (flops, see :func:`exact_run` / :func:`fast_run`)."""
+    return {"runs_gather_s": float(sum(r.gather_s for r in results)),
+            "runs_solve_s": float(sum(r.solve_s for r in results)), "flops": float(sum(r.flops for r in results))}
 
 
 def sum_to_one(h: F64) -> F64:
@@ -93,13 +104,15 @@ def exact_run(
     """R's NMFpredict on one run: V (features x cells: ScaleData z-scores, posneg, the run's
     zero-variance filter, W's features) read by the kernel, then R's H-steps."""
     g = model.group
+    t0 = time.perf_counter()
     vt, kept = _core.gather_run_v(
         cells.m, cells.rows, cells.cols, None if model.sd is None else model.mean, model.sd, g.posneg,
         cells.transform, model.in_w,
         SCALE_MAX, n_threads=threads,
     )
+    t1 = time.perf_counter()
     if not kept.size:
-        return RunResult(gi, ri, rows, None, 0, 0, 0.0, failure="no_features")
+        return RunResult(gi, ri, rows, None, 0, 0, 0.0, failure="no_features", gather_s=t1 - t0)
     if not g.posneg and vt.size and float(vt.min()) < 0:
         raise _plain_model_negative(g)
     feats = [model.features[i] for i in kept.tolist()]
@@ -115,7 +128,11 @@ def exact_run(
     ht = h.T
     scores = sum_to_one(ht) if sum2one else ht.copy()
     det = {"features": feats, "H0": h0, "H_raw": h, "n_iter": n_iter} if details else None
-    return RunResult(gi, ri, rows, scores, m, int(n_iter), max_v, det, nnz_v=int(np.count_nonzero(vt)))
+    nnz_v = int(np.count_nonzero(vt))
+    # R's H-step: W'(V / WH) over V's non-zeros and the W'1 scaling, ~4 flops per non-zero and SE
+    flops = 4.0 * nnz_v * k * int(n_iter)
+    return RunResult(gi, ri, rows, scores, m, int(n_iter), max_v, det, nnz_v=nnz_v, gather_s=t1 - t0,
+                     solve_s=time.perf_counter() - t1, flops=flops)
 
 
 def fast_run(
@@ -126,7 +143,9 @@ def fast_run(
     gpos, gneg, n_feat = _fast_model(g, model.const)
     if n_feat == 0:  # as exact mode: nothing to score the cells with (not 1/k each)
         return RunResult(gi, ri, rows, None, 0, 0, float("nan"), failure="no_features")
+    t0 = time.perf_counter()
     x = _as_csr(cells, threads)
+    t1 = time.perf_counter()
     try:
         h, iters = _core.solve_h_fast(
             x.indptr, x.indices, x.data, x.shape[1], gpos, gneg, bool(g.posneg),
@@ -138,7 +157,11 @@ def fast_run(
         raise
     scores = sum_to_one(h) if sum2one else h
     det = {"iterations": iters} if details else None
-    return RunResult(gi, ri, rows, scores, n_feat, int(iters.max(initial=0)), float("nan"), det)
+    k = gpos.shape[1]
+    # a projected-Newton step builds a cell's k x k Hessian over its features: ~m k^2 flops
+    flops = float(iters.sum()) * n_feat * k * k
+    return RunResult(gi, ri, rows, scores, n_feat, int(iters.max(initial=0)), float("nan"), det, gather_s=t1 - t0,
+                     solve_s=time.perf_counter() - t1, flops=flops)
 
 
 def _as_csr(cells: RunCells, threads: int) -> CsrArrays:

@@ -11,6 +11,7 @@ no more than one block of the data is in memory at a time (:mod:`.backed` reads 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,7 @@ class RowSource:
         self.x: Any = x
         self.n: int = int(x.shape[1] if genes_by_cells else x.shape[0])
         self._csc: CscRows | None = None
+        self.read_s = 0.0  # seconds spent reading blocks (backed / dask input)
         self.matrix: Any = None  # the whole input, kernel-readable, when it is in memory
         if genes_by_cells:  # a genes x cells array (R's orientation): its transpose, a view
             self.matrix = kernel_matrix(np.asarray(x).T)
@@ -134,6 +136,13 @@ class RowSource:
         """Rows ``a:b``: a view of an in-memory input, else read."""
         if self.matrix is not None:
             return Block(self.matrix, a, a, b, self.cols)
+        t0 = time.perf_counter()
+        try:
+            return self._read(a, b)
+        finally:
+            self.read_s += time.perf_counter() - t0
+
+    def _read(self, a: int, b: int) -> Block:
         if self._csc is not None:
             return Block(kernel_matrix(self._csc.read(a, b)), 0, a, b, np.arange(len(self.cols), dtype=np.int64))
         blk = self.x[a:b]
