@@ -93,7 +93,7 @@ def phase_eco_recover(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "wall": wall, "cpu": cpu, "rss_before": before, "n_cells": int(len(out)), "runs": runs_list, "k": k,
         "unscored": info.get("unscored", {}), "warnings": sorted({str(w.message)[:160] for w in caught}),
-        "backed": bool(args["backed"]),
+        "backed": bool(args["backed"]), "timings": dict(info.get("timings", {})),
     }
 
 
@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["exact", "fast"])
     ap.add_argument("--backed", choices=["auto", "always", "never"], default="auto",
                     help="recover from a backed .h5ad (auto: above 50,000 cells)")
+    ap.add_argument("--layout", choices=["csr", "csc"], default="csr",
+                    help="storage of X in the .h5ad read (csc: a CSC copy of the data set, written once)")
     ap.add_argument("--quick", action="store_true", help="20,000 cells, peer on 4,000 (a minute or two)")
     ap.add_argument("--seed", type=int, default=101, help="simulation seed of the first 50,000-cell chunk")
     ap.add_argument("--max-load", type=float, default=None,
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     for n in a.cells:
         data = C.recovery_data(n, seed=a.seed)
+        if a.layout == "csc":
+            data = _csc_copy(data)
         backed = a.backed == "always" or (a.backed == "auto" and n > C.CHUNK)
         case: dict[str, Any] = {"cells": n, "data": str(data), "backed": backed, "phases": {}}
         print(f"\n## {n} cells  ({data}{', backed' if backed else ', in memory'})")
@@ -297,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                                           max_load=1e9, wait=0)["density"]
             case["flops"] = _flops(case["phases"]["exact"], case["density"])
         report_case(case, peak)
+        report_phases(case, peak)
         cases.append(case)
 
     summary = summarize(cases, peak)
@@ -364,6 +369,63 @@ def report_case(case: dict[str, Any], peak: float) -> None:
     if peer and peer["n_cells"] < n:
         print(f"pyspatialecotyper timed on the first {peer['n_cells']} cells; its cells/s is extrapolated to {n} cells "
               f"(= {C.fmt_s(n / peer_rate)})")
+
+
+def _csc_copy(path: Path) -> Path:
+    """The data set with X stored as CSC (written once beside it)."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    out = path.with_name(path.stem + "_csc.h5ad")
+    if not out.exists():
+        a = ad.read_h5ad(path)
+        a.X = sp.csc_matrix(a.X)
+        tmp = out.with_suffix(".tmp.h5ad")
+        a.write_h5ad(tmp)
+        tmp.rename(out)
+    return out
+
+
+#: Phases of recover() as uns[key]["timings"] records them: (key, label).
+PHASES_REPORTED = [
+    ("read_s", "block reads (backed input; inside the passes and runs)"),
+    ("statistics_s", "statistics passes (gather + pass 1 / pass 2 kernels)"),
+    ("runs_s", "runs (wall)"),
+    ("runs_gather_s", "  reading the runs' cells (kernel; CPU-s summed over runs)"),
+    ("runs_solve_s", "  solving (CPU-s summed over runs)"),
+    ("assembly_s", "assembly (table, AnnData fields)"),
+]
+#: How each mode's arithmetic is counted (recover() records the sum over its runs as "flops").
+FLOP_RULES = {
+    "exact": "4 * nnz(V_run) * k * iterations per run (R's H-step over V's non-zeros)",
+    "fast": "Newton iterations x m x k^2 per cell (the k x k Hessian over the cell's m model features)",
+}
+
+
+def report_phases(case: dict[str, Any], peak: float) -> None:
+    """Where recover()'s time goes, per phase, and the achieved fraction of the arithmetic bound."""
+    for mode in ("exact", "fast"):
+        p = case["phases"].get(mode)
+        t = (p or {}).get("timings") or {}
+        if not t:
+            continue
+        wall = p["wall"]
+        rows = [[label, C.fmt_s(t.get(key, 0.0)), f"{100 * t.get(key, 0.0) / wall:.0f}%"]
+                for key, label in PHASES_REPORTED]
+        known = sum(t.get(k, 0.0) for k in ("statistics_s", "runs_s", "assembly_s"))
+        rows.append(["rest (input checks, gene matching, planning)", C.fmt_s(max(0.0, wall - known)),
+                     f"{100 * max(0.0, wall - known) / wall:.0f}%"])
+        print(f"\n{mode} mode, {case['cells']} cells: where the {C.fmt_s(wall)} go")
+        print(C.table(rows, ["phase", "seconds", "share of wall"]))
+        flops = t.get("flops", 0.0)
+        if flops:
+            solve_wall = t.get("runs_s", wall)
+            p["arith"] = {"flops": flops, "rule": FLOP_RULES[mode], "of_peak_wall": flops / wall / peak,
+                          "of_peak_runs": flops / max(solve_wall, 1e-9) / peak}
+            print(f"{mode} arithmetic: {flops / 1e9:,.1f} GFLOP ({FLOP_RULES[mode]}) -> "
+                  f"{flops / wall / 1e9:.2f} GFLOP/s over the whole call = {100 * flops / wall / peak:.1f}% of the "
+                  f"assumed peak {peak / 1e9:.1f} GFLOP/s; {100 * flops / max(solve_wall, 1e-9) / peak:.1f}% over the "
+                  "runs' wall time")
 
 
 def summarize(cases: list[dict[str, Any]], peak: float) -> str:
