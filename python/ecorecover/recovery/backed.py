@@ -42,7 +42,7 @@ class CscRows:
         indptr = np.asarray(group["indptr"][:], dtype=np.int64)
         self.start, self.end = indptr[self.cols], indptr[self.cols + 1]
         self.nnz = int((self.end - self.start).sum())
-        self._cuts: dict[tuple[tuple[int, int], ...], I64] = {}
+        self._cuts: dict[tuple[int, ...], I64] = {}
         self._bounds: dict[int, list[tuple[int, int]]] = {}
 
     def bounds(self, values: int) -> list[tuple[int, int]]:
