@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
@@ -14,6 +13,7 @@ from . import _naming
 from ._params import Interval, validate_params
 from ._collate import sort_key
 from .model import RecoveryModel
+from ._warnings import warn
 
 __all__ = ["aggregate", "AggregateWarning"]
 
@@ -178,11 +178,10 @@ def _aggregate(
             filled[ct] = nan
             agg[ct] = w.fillna(0.0)
     if filled:
-        warnings.warn(
+        warn(
             "entries present in no run (R leaves them NaN) were set to 0: "
             + ", ".join(f"{ct}: {n}" for ct, n in filled.items()),
             AggregateWarning,
-            stacklevel=3,
         )
     runs = [m for m in models if isinstance(m, RecoveryModel)]
     params: dict[str, Any] = {}

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._warnings import warn
+
 __all__ = ["MatrixSource", "select_matrix", "negative_values_error", "check_nonnegative", "layer_names"]
 
 
@@ -145,11 +147,7 @@ def check_writable(adata: Any, targets: list[tuple[str, str]], *, overwrite: boo
             f"ecorecover (it may hold your labels); choose another {key_arg}=, or pass overwrite=True to replace it"
         )
     if replaced:
-        import warnings
-
-        warnings.warn(
-            f"replacing {', '.join(replaced)}, written by an earlier ecorecover call", category, stacklevel=3
-        )
+        warn(f"replacing {', '.join(replaced)}, written by an earlier ecorecover call", category)
 
 
 def record_written(adata: Any, targets: list[tuple[str, str]]) -> None:

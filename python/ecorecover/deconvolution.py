@@ -34,6 +34,7 @@ from .recovery import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, Reco
 from ._naming import model_genes
 from ._params import Interval, check_params
 from .errors import InputDataError, NonFiniteValueError, ParameterError, ParameterTypeError
+from ._warnings import warn
 
 __all__ = ["deconvolve", "DeconvolutionWarning"]
 
@@ -227,10 +228,9 @@ def _model_genes_in_bulk(w: pd.DataFrame, samples: list[str], genes: list[str]) 
     for i, g in enumerate(genes):
         gene_pos.setdefault(g, i)
     if len(gene_pos) != len(genes):
-        warnings.warn(
+        warn(
             f"{len(genes) - len(gene_pos)} duplicated gene names in bulk; the first occurrence of each is used",
             DeconvolutionWarning,
-            stacklevel=3,
         )
     mgenes = model_genes(w.index)
     present = [g for g in mgenes if g in gene_pos]
@@ -240,10 +240,9 @@ def _model_genes_in_bulk(w: pd.DataFrame, samples: list[str], genes: list[str]) 
             f"bulk has genes like {genes[:5]}"
         )
     if len(present) < 0.5 * len(mgenes):
-        warnings.warn(
+        warn(
             f"only {len(present)} of the model's {len(mgenes)} genes are in bulk; the scores rest on those",
             DeconvolutionWarning,
-            stacklevel=3,
         )
     return present, np.array([gene_pos[g] for g in present], dtype=np.int64)
 
@@ -274,11 +273,10 @@ def _expressing_samples(x: Any, samples: list[str]) -> np.ndarray:
         expressed = (x > EXPRESSED).sum(axis=1)
     keep: np.ndarray = expressed >= MIN_GENES_EXPRESSED
     if not keep.all():
-        warnings.warn(
+        warn(
             f"{int((~keep).sum())} sample(s) express fewer than {MIN_GENES_EXPRESSED} genes and are not scored "
             f"(NaN rows; R drops them): {[s for s, k in zip(samples, keep) if not k][:5]}",
             DeconvolutionWarning,
-            stacklevel=3,
         )
     return keep
 
@@ -287,16 +285,14 @@ def _warn_unscored(present: list[str], kept_ids: list[str], scores: pd.DataFrame
     """Warn (at the caller of :func:`deconvolve`) when too few model genes left every score NaN,
     or when samples lost every model feature to their run's zero-variance filter."""
     if len(present) < 5:
-        warnings.warn(
+        warn(
             f"only {len(present)} of the model's genes are in bulk (at least 5 needed): scores are NaN, as R",
             DeconvolutionWarning,
-            stacklevel=3,
         )
     lost = [s for s in kept_ids if s not in scores.index]
     if lost and len(present) >= 5:
-        warnings.warn(
+        warn(
             f"{len(lost)} sample(s) are not scored (no model feature left after the zero-variance filter of their "
             f"run): {lost[:5]}",
             DeconvolutionWarning,
-            stacklevel=3,
         )

@@ -5,7 +5,6 @@ reader for gene sets saved by R (``SE_consensus_markers.rds``).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -18,6 +17,7 @@ from ._collate import collate_sorted
 from ._params import validate_params
 from ._validation import as_float_matrix
 from .preprocessing import looks_like_raw_counts, scale
+from ._warnings import warn
 
 __all__ = ["MarkerWarning", "marker_expression", "read_r_markers"]
 
@@ -214,10 +214,9 @@ def marker_expression(
         if use:
             rows[i] = avg.loc[use].to_numpy().mean(axis=0)
         else:
-            warnings.warn(
+            warn(
                 f"gene set {name!r}: none of its {len(genes)} gene(s) is expressed in the data; its row is NaN",
                 MarkerWarning,
-                stacklevel=2,
             )
     ok = ~np.isnan(rows).any(axis=1)
     if ok.any():

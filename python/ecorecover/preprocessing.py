@@ -6,7 +6,6 @@ All matrices are **cells x genes** (AnnData orientation); R's matrices are genes
 
 from __future__ import annotations
 
-import warnings
 from numbers import Real
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from . import _core, _naming
 from ._params import Interval, StrOptions, validate_params
 from ._validation import as_float_matrix, resolve_n_jobs
 from .errors import NonIntegerCountsWarning, RawCountWarning
+from ._warnings import warn as warn_user
 
 __all__ = [
     "RawCountWarning",
@@ -111,13 +111,12 @@ def _warn_non_integer(x: Any, name: str) -> None:
         i, j = (major, int(x.indices[e])) if x.format == "csr" else (int(x.indices[e]), major)
     else:
         i, j = (int(v) for v in np.unravel_index(e, x.shape))
-    warnings.warn(
+    warn_user(
         f"{name} holds values that are not whole numbers (first at cell (row) {i}, gene (column) {j}: "
         f"{float(values[e])!r}; maximum {float(values.max()):.4g}): the data look log-normalised (or otherwise "
         "normalised) already, and normalising them again distorts them. Skip the normalisation and use the "
         "data as they are; log_normalize is for raw counts.",
         NonIntegerCountsWarning,
-        stacklevel=3,
     )
 
 
@@ -168,12 +167,11 @@ def raw_count_guard(x: Any, *, what: str = "the expression matrix", warn: bool =
     if not looks_like_raw_counts(x):
         return x, False
     if warn:
-        warnings.warn(
+        warn_user(
             f"{what} looks like raw counts (min >= 0, max > {RAW_COUNT_MAX:g}); applying "
             "log2(x + 1) as R SpatialEcoTyper does. Pass log-normalised data "
             "(ecorecover.preprocessing.log_normalize) to avoid this.",
             RawCountWarning,
-            stacklevel=2,
         )
     if sp.issparse(x):
         out = x.astype(np.float64, copy=True)

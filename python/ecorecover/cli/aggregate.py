@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from typing import Any
 
 from .messages import CLIError, input_error
 from .reading import load_model
 from .session import log
+from .._warnings import warn
 
 __all__ = ["run"]
 
@@ -94,5 +94,5 @@ def _check_one_ensemble(models: list[tuple[str, Any]], idx: list[Any]) -> None:
         if isinstance(total, int) and total != len(models):
             have = set(idx)
             missing = [k for k in range(total) if k not in have]
-            warnings.warn(f"aggregating {len(models)} of the {total} planned runs"
-                          + (f"; missing run indexes: {missing[:20]}" if missing else ""), UserWarning, stacklevel=3)
+            warn(f"aggregating {len(models)} of the {total} planned runs"
+                          + (f"; missing run indexes: {missing[:20]}" if missing else ""), UserWarning)

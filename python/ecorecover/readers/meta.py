@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .files import InputFileError, check_unique, examples, one_line, read_header, sep_for
+from .._warnings import warn
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -176,8 +176,8 @@ def align_meta(adata: AnnData, meta: pd.DataFrame, *, data_name: str = "data", m
             meta_name, f"{len(missing)} of {len(cells)} cells of {data_name} have no metadata row: {examples(missing)}")
     extra = int((~ids.isin(cells)).sum())
     if extra:
-        warnings.warn(f"{meta_name}: {extra} metadata row(s) for cells not in {data_name} were ignored",
-                      UserWarning, stacklevel=2)
+        warn(f"{meta_name}: {extra} metadata row(s) for cells not in {data_name} were ignored",
+                      UserWarning)
     m = meta.copy()
     m.index = ids
     m = m.loc[cells]

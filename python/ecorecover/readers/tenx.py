@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .files import InputFileError, check_unique, examples, find, one_line
+from .._warnings import warn
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -53,8 +54,8 @@ def _finish_10x(p: Path, x: sp.csr_matrix, barcodes: np.ndarray, ids: np.ndarray
         if n_dup:
             adata.var_names_make_unique()
     if n_dup:
-        warnings.warn(f"{p}: {n_dup} repeated gene name(s) made unique with suffixes -1, -2, ...",
-                      UserWarning, stacklevel=3)
+        warn(f"{p}: {n_dup} repeated gene name(s) made unique with suffixes -1, -2, ...",
+                      UserWarning)
     return adata
 
 

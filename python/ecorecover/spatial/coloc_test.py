@@ -7,7 +7,6 @@ test, as named steps over the core's ``ColocalizationTest``.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from scipy.special import ndtr
 from .. import _collate, _core
 from .._params import check_params
 from .inputs import Cells, SpatialWarning, check_number, codes, labels, obs_of, permutation_input, run_permutations
+from .._warnings import warn
 
 __all__ = ["ColocalizationResult", "cell_states", "colocalization"]
 
@@ -97,11 +97,10 @@ def cell_states(data: Any, *, se_key: str = "SE", celltype_key: str = "CellType"
     ct = labels(obs, celltype_key, "celltype_key")
     bad = sorted({s for s in se if "_" in s})
     if bad:
-        warnings.warn(
+        warn(
             f"SE label(s) {bad[:5]} contain '_': colocalization() reads a state's SE as the part before the "
             "first '_', as R does, so these SEs would be split",
             SpatialWarning,
-            stacklevel=2,
         )
     return pd.Series([f"{a}_{b}" for a, b in zip(se, ct)], index=obs.index, name="CellState", dtype=object)
 
@@ -239,11 +238,10 @@ def _warn_empty_states(core: Any, state_order: list[str], min_cells: int, radius
     kept_per_state = core.kept_per_state()
     empty = [state_order[i] for i in np.flatnonzero(kept_per_state == 0)]
     if empty:
-        warnings.warn(
+        warn(
             f"{len(empty)} cell state(s) have no cell with at least min_cells={min_cells} neighbours within "
             f"radius={radius}: their rows are NaN (as in R) and their z-scores 0: {', '.join(empty)}",
             SpatialWarning,
-            stacklevel=3,
         )
     return empty
 
@@ -270,10 +268,9 @@ def _within_se_test(core: Any, z: np.ndarray, state_order: list[str], n_perm: in
     se_z = pd.Series(zs, index=pd.Index(se_order, name="SE"), name="Zscore")
     pvalues = pd.Series(2.0 * ndtr(-np.abs(zs)), index=se_z.index.copy(), name="Pval")
     if np.isnan(zs).any():
-        warnings.warn(
+        warn(
             f"the within-SE test is undefined (NaN) for SE(s) {list(se_z.index[np.isnan(zs)])}: their "
             "permutation null has no spread",
             SpatialWarning,
-            stacklevel=3,
         )
     return pvalues, se_z

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from .._labels import label_column
 from .._params import check_params
 from .._validation import resolve_n_jobs
 from ..errors import EcorecoverError, ParameterError, ParameterTypeError
+from .._warnings import warn
 
 __all__ = [
     "Cells",
@@ -168,11 +168,10 @@ def _drop_single_label_groups(
     dropped = _collate.collate_sorted(n.index[n < 2])
     keep = ~np.isin(groups, np.asarray(dropped, dtype=object)) if dropped else np.ones(len(labels), bool)
     if dropped:
-        warnings.warn(
+        warn(
             f"dropped cell type(s) whose cells all share one {label_what} (as R does; a within-cell-type "
             f"permutation cannot move them): {', '.join(dropped)}",
             SpatialWarning,
-            stacklevel=3,
         )
     return keep, dropped
 

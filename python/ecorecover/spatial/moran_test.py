@@ -4,7 +4,6 @@ permutation z-scores (SEs shuffled within cell types).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 
 from .. import _collate, _core
 from .inputs import SpatialInputError, SpatialWarning, check_number, codes, permutation_input, run_permutations
+from .._warnings import warn
 
 __all__ = ["moran"]
 
@@ -80,11 +80,10 @@ def moran(
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (observed - mean) / sd
     if (sd == 0).any():
-        warnings.warn(
+        warn(
             f"Moran's I of SE(s) {[se_order[i] for i in np.flatnonzero(sd == 0)]} does not vary over the "
             "permutations: z-score is inf/NaN (as in R)",
             SpatialWarning,
-            stacklevel=2,
         )
     out = pd.DataFrame({"I": observed, "zscore": z}, index=pd.Index(se_order, name="SE"))
     out.attrs.update(

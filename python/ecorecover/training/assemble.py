@@ -4,7 +4,6 @@ the warnings about cell types that got no model."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from .._aggregate import _aggregate
@@ -12,12 +11,9 @@ from ..errors import SkippedCellTypeWarning, TrainingInputError
 from ..model import RecoveryModel
 from .ensemble import CellTypeFits
 from .options import TrainOptions
+from .._warnings import warn
 
 __all__ = ["build_model", "recorded_params"]
-
-#: ``stacklevel`` of the warnings below: (_warn_skipped | _ensemble) -> build_model -> train -> its caller.
-_STACK = 4
-
 
 def recorded_params(options: TrainOptions, fits: CellTypeFits, cells: list[str], raw_guard_fired: bool) -> dict[str, Any]:
     """The ``params`` every model of a training records (each run adds its own)."""
@@ -70,10 +66,9 @@ def _ensemble(runs: list[RecoveryModel], base: dict[str, Any], all_skipped: dict
     if empty:  # a model cannot hold an empty W (issue 14): such cell types are skipped
         reasons = {c: f"no gene is selected in more than half of the {len(runs)} runs (empty ensemble W)" for c in empty}
         all_skipped.update(reasons)
-        warnings.warn(
+        warn(
             f"{len(empty)} cell type(s) get no ensemble model: " + "; ".join(f"{c}: {r}" for c, r in reasons.items()),
             SkippedCellTypeWarning,
-            stacklevel=_STACK,
         )
     if agg is None:
         raise TrainingInputError("no cell type could be trained: " + "; ".join(f"{c}: {r}" for c, r in all_skipped.items()))
@@ -84,16 +79,14 @@ def _ensemble(runs: list[RecoveryModel], base: dict[str, Any], all_skipped: dict
 def _warn_skipped(all_skipped: dict[str, str], run_skips: list[dict[str, str]], seeds: list[int]) -> None:
     """Warn about cell types without a model, and (ensembles) those missing from some runs."""
     if all_skipped:
-        warnings.warn(
+        warn(
             f"{len(all_skipped)} cell type(s) get no model: " + "; ".join(f"{c}: {r}" for c, r in all_skipped.items()),
             SkippedCellTypeWarning,
-            stacklevel=_STACK,
         )
     partial = {c for skips in run_skips for c in skips}
     if partial:
-        warnings.warn(
+        warn(
             f"cell type(s) {sorted(partial)} got no model in some runs: "
             + "; ".join(f"seed {s}: {c} ({r})" for s, skips in zip(seeds, run_skips) for c, r in skips.items()),
             SkippedCellTypeWarning,
-            stacklevel=_STACK,
         )

@@ -8,7 +8,6 @@ DataFrame, checks names, labels and values, applies R's raw-count guard and retu
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from .._labels import label_column
 from .._validation import as_float_matrix
 from ..errors import MissingLabelWarning, TrainingInputError
 from .options import TrainOptions
+from .._warnings import warn
 
 __all__ = ["NA_SE", "TrainingData", "read_training_data"]
 
@@ -72,11 +72,10 @@ def _labels(obs: pd.DataFrame, key: str, what: str, *, na_label: str | None = No
     # missing_hint=None: missing labels come back as None for the caller (label_column's docstring)
     out, missing = label_column(obs, key, what, error=TrainingInputError, missing_hint=hint)  # type: ignore[arg-type]
     if missing.any():
-        warnings.warn(
+        warn(
             f"{what}={key!r} has {int(missing.sum())} missing label(s) (first for cell {obs.index[int(np.argmax(missing))]!r}); "
             f"they are labelled {na_label!r}, as R SpatialEcoTyper does",
             MissingLabelWarning,
-            stacklevel=5,
         )
         out[missing] = na_label
     labels: Labels = out

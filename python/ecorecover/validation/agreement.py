@@ -5,7 +5,6 @@ and averaged over samples, under R's counting scheme or one where every cell cou
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from .. import _collate
 from .._params import StrOptions, check_params
 from ..errors import ParameterError, ParameterTypeError
 from .common import COLLATIONS, METRICS, Metric, MetricScheme, ValidationWarning
+from .._warnings import warn
 
 __all__ = ["metrics"]
 
@@ -156,10 +156,9 @@ def _labelled_cells(obs: pd.DataFrame, se_key: str, pred_key: str, celltype_key:
     used = [k for k in (se_key, pred_key, celltype_key, sample_key) if k is not None]
     missing = obs[used].isna().any(axis=1).to_numpy()
     if missing.any():
-        warnings.warn(
+        warn(
             f"{int(missing.sum())} cells with a missing label in {used} are left out (R's table() drops them)",
             ValidationWarning,
-            stacklevel=3,
         )
     df = obs.loc[~missing, used + ([scored_key] if scored_key is not None and scored_key not in used else [])]
     if len(df) == 0:

@@ -11,7 +11,6 @@ import functools
 import logging
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
@@ -27,6 +26,7 @@ from ..errors import ParameterError, ParameterTypeError
 from .common import COLLATIONS, Scheme, ValidationWarning
 from .splits import call_scored, collect, plan_splits, resolve_seeds, run_split, run_splits
 from .majority import vote
+from .._warnings import warn
 
 __all__ = ["loocv"]
 
@@ -196,10 +196,9 @@ def loocv(
     voted = vote(predictions, cell_key="CID", pred_key="SE", cells=cell_ids, collation=collation)
     no_vote = int((voted["n_votes"] == 0).sum())
     if no_vote:
-        warnings.warn(
+        warn(
             f"{no_vote} cells got no prediction (their splits failed); {key_added} is missing for them",
             ValidationWarning,
-            stacklevel=2,
         )
     out = _table(keys, labels, cell_ids, key_added, voted, predictions)
     elapsed = time.perf_counter() - t0

@@ -18,6 +18,7 @@ from ..errors import TrainingInputError
 from ..rng import RRandom
 from ..training import train
 from .common import NON_SE, ValidationWarning
+from .._warnings import warn
 
 __all__ = ["Split", "SplitResult", "call_scored", "collect", "plan_splits", "resolve_seeds", "run_split", "run_splits"]
 
@@ -169,14 +170,13 @@ def run_splits(run: Callable[..., SplitResult], splits: list[Split], threads: in
         k = (w.category, str(w.message))
         seen[k] = seen.get(k, 0) + 1
     for (cat, msg), n in seen.items():
-        warnings.warn(f"loocv ({n} of {len(splits)} splits): {msg}", cat, stacklevel=3)
+        warn(f"loocv ({n} of {len(splits)} splits): {msg}", cat)
     failed = [(r.split, r.failed) for r in results if r.failed is not None]
     for sp, why in failed:
-        warnings.warn(
+        warn(
             f"loocv split {sp.call} (seed {sp.seed}, training on {sp.train_label}): {why}; its "
             f"{len(sp.test_rows)} test cells get no vote from it",
             ValidationWarning,
-            stacklevel=3,
         )
     if len(failed) == len(splits):
         raise ValueError("no cross-validation split could be trained (see the warnings); check min_cells and the labels")
