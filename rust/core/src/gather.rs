@@ -13,7 +13,6 @@
 use std::ops::Range;
 
 use ndarray::ArrayView2;
-use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 
@@ -21,8 +20,11 @@ use crate::error::{CoreError, Result};
 pub const EXPRESSED: f64 = 1e-16;
 /// A scored cell expressing fewer model genes than this is left out when scaling.
 pub const MIN_GENES_EXPRESSED: usize = 3;
-/// Values per tile (about 4 MB of f64).
-const TILE: usize = 1 << 19;
+/// Values per tile read row by row (256 kB of f64: the tile stays in L2 between its filling
+/// and its accumulation).
+const TILE: usize = 1 << 15;
+/// Values per tile read column by column (4 MB: every column costs a search per tile).
+const COLUMN_TILE: usize = 1 << 19;
 const NONE: u32 = u32::MAX;
 
 /// A stored value: converted to f64 as numpy's `astype(float64)` does.
@@ -211,15 +213,6 @@ impl Scan {
     }
 }
 
-#[inline]
-fn tr(v: f64, transform: bool) -> f64 {
-    if transform {
-        (v + 1.0).log2()
-    } else {
-        v
-    }
-}
-
 fn dup(r: usize, c: usize) -> CoreError {
     CoreError::InvalidArgument(format!("the sparse matrix stores row {r}, column {c} twice; sum_duplicates() first"))
 }
@@ -232,188 +225,22 @@ fn bad_index(i: usize, n: usize) -> CoreError {
     CoreError::Shape(format!("a sparse index is out of range (entry {i}, dimension {n})"))
 }
 
-/// Fill `tile` (rows.len() x slots, row-major) with the slots of `rows` (ascending, in range),
-/// transformed; returns the scan of the raw values (rows reported as input rows).
-pub fn fill_tile<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    transform: bool,
-    tile: &mut [f64],
-) -> Result<Scan> {
-    let k = cols.len();
-    debug_assert_eq!(tile.len(), rows.len() * k);
-    let mut scan = match m {
-        Matrix::Dense(v) if v.nrows() > 1 && v.strides()[0] == 1 => column_walk(m, rows, cols, transform, tile)?,
-        Matrix::Csc(..) => column_walk(m, rows, cols, transform, tile)?,
-        _ => row_walk(m, rows, cols, transform, tile)?,
-    };
-    scan.cells = (rows.len() * k) as u64;
-    Ok(scan)
-}
-
-fn row_walk<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    transform: bool,
-    tile: &mut [f64],
-) -> Result<Scan> {
-    let k = cols.len().max(1);
-    tile.par_chunks_mut(k)
-        .zip(rows.par_iter())
-        .with_min_len(8)
-        .try_fold(
-            || (Scan::default(), vec![usize::MAX; cols.len()]),
-            |(mut scan, mut seen), (out, &r)| {
-                match m {
-                    Matrix::Dense(v) => {
-                        let row = v.row(r);
-                        for (s, (o, &c)) in out.iter_mut().zip(&cols.cols).enumerate() {
-                            let x = row[c].to_f64();
-                            *o = if x != 0.0 {
-                                scan.see(r, s, x);
-                                tr(x, transform)
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                    Matrix::Csr(sp, n_cols) => {
-                        out.fill(0.0);
-                        for p in sp.range(r) {
-                            let c =
-                                sp.indices[p].to_index().filter(|c| c < n_cols).ok_or_else(|| bad_index(p, *n_cols))?;
-                            let s = cols.slot[c];
-                            if s == NONE {
-                                continue;
-                            }
-                            let s = s as usize;
-                            if seen[s] == r {
-                                return Err(dup(r, c));
-                            }
-                            seen[s] = r;
-                            let x = sp.data[p].to_f64();
-                            scan.see(r, s, x);
-                            out[s] = tr(x, transform);
-                        }
-                    }
-                    Matrix::Csc(..) => unreachable!("CSC is read by columns"),
-                }
-                Ok((scan, seen))
-            },
-        )
-        .map(|r| r.map(|(s, _)| s))
-        .try_reduce(Scan::default, |a, b| Ok(a.merge(b)))
-}
-
-/// Position of an input row within `rows` (ascending).
-struct RowPos<'a> {
-    rows: &'a [usize],
-    lo: usize,
-    map: Option<Vec<u32>>,
-}
-
-impl<'a> RowPos<'a> {
-    fn new(rows: &'a [usize]) -> Self {
-        let lo = rows.first().copied().unwrap_or(0);
-        let contiguous = rows.last().map_or(true, |&hi| hi - lo + 1 == rows.len());
-        let map = (!contiguous).then(|| {
-            let mut map = vec![NONE; rows[rows.len() - 1] - lo + 1];
-            for (i, &r) in rows.iter().enumerate() {
-                map[r - lo] = i as u32;
-            }
-            map
-        });
-        RowPos { rows, lo, map }
-    }
-
-    #[inline]
-    fn get(&self, r: usize) -> Option<usize> {
-        let d = r.checked_sub(self.lo)?;
-        match &self.map {
-            None => (d < self.rows.len()).then_some(d),
-            Some(m) => m.get(d).copied().filter(|&p| p != NONE).map(|p| p as usize),
-        }
-    }
-}
-
-fn column_walk<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    transform: bool,
-    tile: &mut [f64],
-) -> Result<Scan> {
-    let (n, k) = (rows.len(), cols.len());
-    if n == 0 || k == 0 {
-        return Ok(Scan::default());
-    }
-    let pos = RowPos::new(rows);
-    let mut buf = vec![0.0; n * k]; // slot-major
-    let scan = buf
-        .par_chunks_mut(n)
-        .enumerate()
-        .with_min_len(4)
-        .try_fold(Scan::default, |mut scan, (s, out)| {
-            let c = cols.cols[s];
-            match m {
-                Matrix::Dense(v) => {
-                    let col = v.column(c);
-                    for (o, &r) in out.iter_mut().zip(rows) {
-                        let x = col[r].to_f64();
-                        *o = if x != 0.0 {
-                            scan.see(r, s, x);
-                            tr(x, transform)
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-                Matrix::Csc(sp, n_rows) => {
-                    let mut span = sp.range(c);
-                    if sp.sorted {
-                        let idx = &sp.indices[span.clone()];
-                        let key = |i: &I| i.to_index().unwrap_or(usize::MAX);
-                        let a = idx.partition_point(|i| key(i) < rows[0]);
-                        let b = idx.partition_point(|i| key(i) <= rows[n - 1]);
-                        span = span.start + a..span.start + b;
-                    }
-                    let mut seen = if sp.sorted { Vec::new() } else { vec![false; n] };
-                    let mut prev = None;
-                    for p in span {
-                        let r = sp.indices[p].to_index().filter(|r| r < n_rows).ok_or_else(|| bad_index(p, *n_rows))?;
-                        let Some(i) = pos.get(r) else { continue };
-                        if sp.sorted {
-                            match prev.replace(r) {
-                                Some(q) if q == r => return Err(dup(r, c)),
-                                Some(q) if q > r => return Err(unsorted(c)),
-                                _ => {}
-                            }
-                        } else if std::mem::replace(&mut seen[i], true) {
-                            return Err(dup(r, c));
-                        }
-                        let x = sp.data[p].to_f64();
-                        scan.see(r, s, x);
-                        out[i] = tr(x, transform);
-                    }
-                }
-                Matrix::Csr(..) => unreachable!("CSR is read by rows"),
-            }
-            Ok(scan)
-        })
-        .try_reduce(Scan::default, |a, b| Ok(a.merge(b)))?;
-    tile.par_chunks_mut(k).enumerate().with_min_len(16).for_each(|(i, out)| {
-        for (s, o) in out.iter_mut().enumerate() {
-            *o = buf[s * n + i];
-        }
-    });
-    Ok(scan)
-}
-
 /// Rows per tile for `k` slots.
-fn tile_rows(k: usize) -> usize {
-    (TILE / k.max(1)).clamp(16, 8192)
+fn tile_rows<T: Value, I: Index>(k: usize, m: &Matrix<T, I>) -> usize {
+    let by_columns = match m {
+        Matrix::Dense(v) => v.nrows() > 1 && v.strides()[0] == 1,
+        Matrix::Csc(..) => true,
+        Matrix::Csr(..) => false,
+    };
+    (if by_columns { COLUMN_TILE } else { TILE } / k.max(1)).clamp(16, 8192)
+}
+
+fn check_len(name: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(CoreError::Shape(format!("{name} has {got} entries, expected {want}")))
+    }
 }
 
 fn check_rows(rows: &Range<usize>, n_rows: usize, groups: usize) -> Result<()> {
@@ -426,5 +253,12 @@ fn check_rows(rows: &Range<usize>, n_rows: usize, groups: usize) -> Result<()> {
     Ok(())
 }
 
+mod entries;
+mod quick;
+mod runs;
 mod stats;
-pub use stats::{extract_csr, extract_dense, pass1, pass2, run_features, Moments, Scaling};
+mod tile;
+use quick::{Quick, Tr};
+pub use runs::{extract_csr, extract_dense, run_features, Scaling};
+pub use stats::{pass1, pass2, Moments};
+pub use tile::fill_tile;

@@ -1,15 +1,19 @@
-//! What recovery computes from the gathered tiles: pass 1 (omissions, per (group, slot) sums,
-//! counts, min and max of the non-zeros), pass 2 (squared deviations from the mean) and the
-//! dense blocks of a run (posneg features x cells for exact mode, cells x genes for fast mode).
+//! The scaling passes: pass 1 (omissions, per (group, slot) sums, counts, min and max of the
+//! non-zeros) and pass 2 (squared deviations from the mean). The slots are split in a few
+//! chunks, one task each, with its own group-major accumulators (`g * w + j`): every sum is
+//! taken one value after the other in cell order whatever the split, so every thread count
+//! gives the same bits. Dense and CSC inputs go through dense tiles, whose rows are added to
+//! the accumulators branch-free (lanes over slots); CSR inputs only through their stored
+//! entries ([`super::entries`]).
 
 use std::ops::Range;
 
-use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::{check_rows, fill_tile, tile_rows, Columns, Index, Matrix, Scan, Value, EXPRESSED, MIN_GENES_EXPRESSED};
-use crate::error::{CoreError, Result};
-use crate::preprocess::scaled;
+use super::entries::csr_pass;
+use super::{check_len, check_rows, fill_tile, tile_rows, Columns, Index, Matrix, Scan, Value, EXPRESSED};
+use super::{CoreError, MIN_GENES_EXPRESSED};
+use crate::error::Result;
 
 /// Pass-1 accumulators, `n_groups x slots` row-major (index `group * slots + slot`), carried
 /// from one call to the next (the sums continue where they stopped).
@@ -20,28 +24,111 @@ pub struct Moments<'a> {
     pub hi: &'a mut [f64],
 }
 
-/// Slot-major copy (`slot * n_groups + group`) of `n_groups x k` accumulators.
-fn slot_major<T: Copy + Default>(a: &[T], g_n: usize, k: usize) -> Vec<T> {
-    let mut out = vec![T::default(); a.len()];
-    for g in 0..g_n {
-        for s in 0..k {
-            out[s * g_n + g] = a[g * k + s];
+/// Accumulators of the slots `s0..s0 + len`, group-major with stride `w`.
+pub(super) trait Acc: Send {
+    /// (first slot, slots).
+    fn span(&self) -> (usize, usize);
+    /// Adds a tile row's values `v` (the chunk's slots) of a cell of group `g`; zeros skipped.
+    fn row(&mut self, g: usize, v: &[f64]);
+    /// Adds one non-zero value at accumulator index `a`.
+    fn entry(&mut self, a: usize, v: f64);
+}
+
+/// Pass 1 of one chunk.
+pub(super) struct Acc1 {
+    s0: usize,
+    len: usize,
+    w: usize,
+    sum: Vec<f64>,
+    nnz: Vec<i64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Acc for Acc1 {
+    fn span(&self) -> (usize, usize) {
+        (self.s0, self.len)
+    }
+
+    #[inline]
+    fn row(&mut self, g: usize, v: &[f64]) {
+        let r = g * self.w..g * self.w + self.len;
+        let (s, z) = (&mut self.sum[r.clone()], &mut self.nnz[r.clone()]);
+        let (l, h) = (&mut self.lo[r.clone()], &mut self.hi[r]);
+        for ((((&x, s), z), l), h) in v.iter().zip(s).zip(z).zip(l).zip(h) {
+            let nz = x != 0.0;
+            let t = *s + x;
+            *s = if nz { t } else { *s };
+            *z += nz as i64;
+            *l = if nz & (x < *l) { x } else { *l };
+            *h = if nz & (x > *h) { x } else { *h };
         }
+    }
+
+    #[inline]
+    fn entry(&mut self, a: usize, v: f64) {
+        self.sum[a] += v;
+        self.nnz[a] += 1;
+        if v < self.lo[a] {
+            self.lo[a] = v;
+        }
+        if v > self.hi[a] {
+            self.hi[a] = v;
+        }
+    }
+}
+
+/// Pass 2 of one chunk.
+pub(super) struct Acc2 {
+    s0: usize,
+    len: usize,
+    w: usize,
+    sq: Vec<f64>,
+    mu: Vec<f64>,
+}
+
+impl Acc for Acc2 {
+    fn span(&self) -> (usize, usize) {
+        (self.s0, self.len)
+    }
+
+    #[inline]
+    fn row(&mut self, g: usize, v: &[f64]) {
+        let r = g * self.w..g * self.w + self.len;
+        for ((&x, q), &m) in v.iter().zip(&mut self.sq[r.clone()]).zip(&self.mu[r]) {
+            let d = x - m;
+            let t = *q + d * d;
+            *q = if x != 0.0 { t } else { *q };
+        }
+    }
+
+    #[inline]
+    fn entry(&mut self, a: usize, v: f64) {
+        let d = v - self.mu[a];
+        self.sq[a] += d * d;
+    }
+}
+
+/// The chunks of `k` slots: (first slot, slots) and the common stride.
+fn chunks(k: usize) -> (Vec<(usize, usize)>, usize) {
+    let n = rayon::current_num_threads().clamp(1, k.max(1));
+    let w = k.div_ceil(n).max(1);
+    ((0..k).step_by(w).map(|s0| (s0, w.min(k - s0))).collect(), w)
+}
+
+/// Chunk `(s0, len)` of `a` (`g_n x k`), group-major with stride `w`.
+fn take<T: Copy + Default>(a: &[T], g_n: usize, k: usize, (s0, len): (usize, usize), w: usize) -> Vec<T> {
+    let mut out = vec![T::default(); g_n * w];
+    for g in 0..g_n {
+        out[g * w..g * w + len].copy_from_slice(&a[g * k + s0..g * k + s0 + len]);
     }
     out
 }
 
-fn write_back<T: Copy>(dst: &mut [T], src: &[T], g_n: usize, k: usize) {
+fn give<T: Copy>(dst: &mut [T], src: &[T], g_n: usize, k: usize, (s0, len): (usize, usize), w: usize) {
     for g in 0..g_n {
-        for s in 0..k {
-            dst[g * k + s] = src[s * g_n + g];
-        }
+        dst[g * k + s0..g * k + s0 + len].copy_from_slice(&src[g * w..g * w + len]);
     }
-}
-
-/// Slots per parallel task (any value gives the same bits).
-fn slot_chunk(k: usize) -> usize {
-    k.div_ceil(4 * rayon::current_num_threads()).max(8)
 }
 
 fn check_groups(groups: &[i64], g_n: usize) -> Result<()> {
@@ -51,30 +138,34 @@ fn check_groups(groups: &[i64], g_n: usize) -> Result<()> {
     }
 }
 
-fn check_len(name: &str, got: usize, want: usize) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(CoreError::Shape(format!("{name} has {got} entries, expected {want}")))
-    }
-}
-
-/// Calls `f(tile, first row offset, rows in tile)` for the tiles of `rows`; merges the scans.
-fn for_tiles<T: Value, I: Index>(
+/// The dense-tile path: `omit(tile row, row offset)` gives the group a row is added to
+/// (negative: none).
+fn tile_pass<T: Value, I: Index, A: Acc>(
     m: &Matrix<T, I>,
     rows: Range<usize>,
     cols: &Columns,
     transform: bool,
-    mut f: impl FnMut(&[f64], usize, usize) -> Result<()>,
+    acc: &mut [A],
+    mut group_of: impl FnMut(&[f64], usize, &mut [i64]) + Send,
 ) -> Result<Scan> {
-    let (k, nt) = (cols.len(), tile_rows(cols.len()));
+    let (k, nt) = (cols.len(), tile_rows(cols.len(), m));
     let mut tile = vec![0.0; nt.min(rows.len()) * k];
+    let mut eff = vec![-1i64; nt.min(rows.len())];
     let mut scan = Scan::default();
     for t0 in rows.clone().step_by(nt) {
         let idx: Vec<usize> = (t0..(t0 + nt).min(rows.end)).collect();
-        let tl = &mut tile[..idx.len() * k];
+        let (tl, eff) = (&mut tile[..idx.len() * k], &mut eff[..idx.len()]);
         scan = scan.merge(fill_tile(m, &idx, cols, transform, tl)?);
-        f(tl, t0 - rows.start, idx.len())?;
+        group_of(tl, t0 - rows.start, eff);
+        let tl = &*tl;
+        acc.par_iter_mut().for_each(|a| {
+            let (s0, len) = a.span();
+            for (i, &g) in eff.iter().enumerate() {
+                if g >= 0 {
+                    a.row(g as usize, &tl[i * k + s0..i * k + s0 + len]);
+                }
+            }
+        });
     }
     Ok(scan)
 }
@@ -102,51 +193,43 @@ pub fn pass1<T: Value, I: Index>(
     for (name, n) in [("sum", acc.sum.len()), ("nnz", acc.nnz.len()), ("lo", acc.lo.len()), ("hi", acc.hi.len())] {
         check_len(name, n, g_n * k)?;
     }
-    let (mut sum, mut nnz) = (slot_major(acc.sum, g_n, k), slot_major(acc.nnz, g_n, k));
-    let (mut lo, mut hi) = (slot_major(acc.lo, g_n, k), slot_major(acc.hi, g_n, k));
-    let mut eff = vec![-1i64; tile_rows(k)];
-    let sc = slot_chunk(k);
-    let w = sc * g_n.max(1);
-    let scan = for_tiles(m, rows, cols, transform, |tl, off, n| {
-        let (eff, om) = (&mut eff[..n], &mut omitted[off..off + n]);
-        eff.par_iter_mut().zip(om.par_iter_mut()).zip(&groups[off..off + n]).enumerate().for_each(
-            |(i, ((e, o), &g))| {
-                *o = scale
-                    && g >= 0
-                    && tl[i * k..(i + 1) * k].iter().filter(|&&v| v > EXPRESSED).count() < MIN_GENES_EXPRESSED;
-                *e = if *o { -1 } else { g };
-            },
-        );
-        let parts =
-            sum.par_chunks_mut(w).zip(nnz.par_chunks_mut(w)).zip(lo.par_chunks_mut(w)).zip(hi.par_chunks_mut(w));
-        parts.enumerate().for_each(|(c, (((s, z), l), h))| {
-            let s0 = c * sc;
-            let width = s.len() / g_n.max(1);
-            for (i, &g) in eff.iter().enumerate() {
-                if g < 0 {
-                    continue;
-                }
-                for (j, &v) in tl[i * k + s0..i * k + s0 + width].iter().enumerate() {
-                    if v != 0.0 {
-                        let a = j * g_n + g as usize;
-                        s[a] += v;
-                        z[a] += 1;
-                        if v < l[a] {
-                            l[a] = v;
-                        }
-                        if v > h[a] {
-                            h[a] = v;
-                        }
-                    }
-                }
-            }
-        });
-        Ok(())
-    })?;
-    write_back(acc.sum, &sum, g_n, k);
-    write_back(acc.nnz, &nnz, g_n, k);
-    write_back(acc.lo, &lo, g_n, k);
-    write_back(acc.hi, &hi, g_n, k);
+    let (spans, w) = chunks(k);
+    let mut parts: Vec<Acc1> = spans
+        .iter()
+        .map(|&sp| Acc1 {
+            s0: sp.0,
+            len: sp.1,
+            w,
+            sum: take(acc.sum, g_n, k, sp, w),
+            nnz: take(acc.nnz, g_n, k, sp, w),
+            lo: take(acc.lo, g_n, k, sp, w),
+            hi: take(acc.hi, g_n, k, sp, w),
+        })
+        .collect();
+    let scan = match m {
+        Matrix::Csr(sp, n_cols) => {
+            csr_pass(sp, *n_cols, rows, cols, groups, transform, &mut parts, Some((scale, &mut *omitted)))?
+        }
+        _ => tile_pass(m, rows, cols, transform, &mut parts, |tl, off, eff| {
+            let om = &mut omitted[off..off + eff.len()];
+            let grp = &groups[off..off + eff.len()];
+            eff.par_iter_mut().zip(om.par_iter_mut()).zip(grp).enumerate().with_min_len(8).for_each(
+                |(i, ((e, o), &g))| {
+                    let row = &tl[i * k..(i + 1) * k];
+                    *o = scale
+                        && g >= 0
+                        && row.iter().map(|&v| (v > EXPRESSED) as usize).sum::<usize>() < MIN_GENES_EXPRESSED;
+                    *e = if *o { -1 } else { g };
+                },
+            );
+        })?,
+    };
+    for (p, &sp) in parts.iter().zip(&spans) {
+        give(acc.sum, &p.sum, g_n, k, sp, w);
+        give(acc.nnz, &p.nnz, g_n, k, sp, w);
+        give(acc.lo, &p.lo, g_n, k, sp, w);
+        give(acc.hi, &p.hi, g_n, k, sp, w);
+    }
     Ok(scan)
 }
 
@@ -170,151 +253,23 @@ pub fn pass2<T: Value, I: Index>(
     check_len("mean", mean.len(), g_n * k)?;
     check_len("sq", sq.len(), g_n * k)?;
     check_groups(groups, g_n)?;
-    let (mu, mut acc) = (slot_major(mean, g_n, k), slot_major(sq, g_n, k));
-    let sc = slot_chunk(k);
-    let w = sc * g_n.max(1);
-    for_tiles(m, rows, cols, transform, |tl, off, n| {
-        let grp = &groups[off..off + n];
-        acc.par_chunks_mut(w).zip(mu.par_chunks(w)).enumerate().for_each(|(c, (q, mu))| {
-            let s0 = c * sc;
-            let width = q.len() / g_n.max(1);
-            for (i, &g) in grp.iter().enumerate() {
-                if g < 0 {
-                    continue;
-                }
-                for (j, &v) in tl[i * k + s0..i * k + s0 + width].iter().enumerate() {
-                    if v != 0.0 {
-                        let a = j * g_n + g as usize;
-                        let d = v - mu[a];
-                        q[a] += d * d;
-                    }
-                }
-            }
-        });
-        Ok(())
-    })?;
-    write_back(sq, &acc, g_n, k);
-    Ok(())
-}
-
-/// ScaleData's statistics per slot: `(x - mean) / sd`, NaN -> 0, above `max` -> `max`.
-#[derive(Clone, Copy, Debug)]
-pub struct Scaling<'a> {
-    pub mean: &'a [f64],
-    pub sd: &'a [f64],
-    pub max: f64,
-}
-
-fn check_run(n_rows: usize, rows: &[usize]) -> Result<()> {
-    if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|&r| r >= n_rows) {
-        return Err(CoreError::InvalidArgument(format!("run rows must ascend strictly and stay below {n_rows}")));
+    let (spans, w) = chunks(k);
+    let mut parts: Vec<Acc2> = spans
+        .iter()
+        .map(|&sp| Acc2 { s0: sp.0, len: sp.1, w, sq: take(sq, g_n, k, sp, w), mu: take(mean, g_n, k, sp, w) })
+        .collect();
+    match m {
+        Matrix::Csr(sp, n_cols) => {
+            csr_pass(sp, *n_cols, rows, cols, groups, transform, &mut parts, None)?;
+        }
+        _ => {
+            tile_pass(m, rows, cols, transform, &mut parts, |_, off, eff| {
+                eff.copy_from_slice(&groups[off..off + eff.len()]);
+            })?;
+        }
+    }
+    for (p, &sp) in parts.iter().zip(&spans) {
+        give(sq, &p.sq, g_n, k, sp, w);
     }
     Ok(())
-}
-
-/// The run's cells x slots, transformed and (with `scaling`) scaled, row-major.
-fn run_block<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    scaling: Option<Scaling>,
-    transform: bool,
-) -> Result<Vec<f64>> {
-    let k = cols.len();
-    check_run(m.shape().0, rows)?;
-    let mut z = vec![0.0; rows.len() * k];
-    fill_tile(m, rows, cols, transform, &mut z)?;
-    if let Some(sc) = scaling {
-        check_len("mean", sc.mean.len(), k)?;
-        check_len("sd", sc.sd.len(), k)?;
-        z.par_chunks_mut(k.max(1)).with_min_len(16).for_each(|row| {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = scaled(*v, sc.mean[j], sc.sd[j], sc.max);
-            }
-        });
-    }
-    Ok(z)
-}
-
-/// Dense cells x slots block of a run (fast mode's input), scaled when `scaling` is given.
-pub fn extract_dense<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    scaling: Option<Scaling>,
-    transform: bool,
-) -> Result<Array2<f64>> {
-    let z = run_block(m, rows, cols, scaling, transform)?;
-    Ok(Array2::from_shape_vec((rows.len(), cols.len()), z).expect("rows x slots"))
-}
-
-/// CSR (indptr, indices, data) of a run's cells x slots, transformed, zeros left out.
-pub fn extract_csr<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    transform: bool,
-) -> Result<(Vec<i64>, Vec<i64>, Vec<f64>)> {
-    let k = cols.len();
-    let z = run_block(m, rows, cols, None, transform)?;
-    let (mut indptr, mut indices, mut data) = (Vec::with_capacity(rows.len() + 1), Vec::new(), Vec::new());
-    indptr.push(0);
-    for row in z.chunks(k.max(1)).take(rows.len()) {
-        for (j, &v) in row.iter().enumerate() {
-            if v != 0.0 {
-                indices.push(j as i64);
-                data.push(v);
-            }
-        }
-        indptr.push(data.len() as i64);
-    }
-    Ok((indptr, indices, data))
-}
-
-/// NMFpredict's V of a run, features x cells: with `posneg` the positive parts of the slots
-/// then their negative parts (`max(z, 0)`, `max(-z, 0)`), else the slots themselves; only the
-/// features that are in W (`in_w`) and not constant over the run's cells. Returns V and the
-/// kept features' indices.
-pub fn run_features<T: Value, I: Index>(
-    m: &Matrix<T, I>,
-    rows: &[usize],
-    cols: &Columns,
-    scaling: Option<Scaling>,
-    posneg: bool,
-    transform: bool,
-    in_w: &[bool],
-) -> Result<(Array2<f64>, Vec<usize>)> {
-    let (n, k) = (rows.len(), cols.len());
-    let nf = if posneg { 2 * k } else { k };
-    check_len("in_w", in_w.len(), nf)?;
-    let z = run_block(m, rows, cols, scaling, transform)?;
-    let value = |f: usize, i: usize| -> f64 {
-        let v = z[i * k + f % k.max(1)];
-        match (posneg, f < k) {
-            (false, _) => v,
-            (true, true) => {
-                if v > 0.0 {
-                    v
-                } else {
-                    0.0
-                }
-            }
-            (true, false) => {
-                if -v > 0.0 {
-                    -v
-                } else {
-                    0.0
-                }
-            }
-        }
-    };
-    let kept: Vec<usize> =
-        (0..nf).into_par_iter().filter(|&f| in_w[f] && n > 0 && (1..n).any(|i| value(f, i) != value(f, 0))).collect();
-    let mut v = Array2::zeros((kept.len(), n));
-    v.as_slice_mut().expect("standard layout").par_chunks_mut(n.max(1)).zip(&kept).for_each(|(out, &f)| {
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = value(f, i);
-        }
-    });
-    Ok((v, kept))
 }
