@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._params import check_params
 from .errors import ModelFileError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "package_version", "save_atomically", "write_group"]
@@ -62,7 +61,6 @@ def save_atomically(path: str | os.PathLike[str], write: Callable[[Any], None], 
 
     from ._atomic import check_target, replace_into, terminate_cleanly
 
-    check_params("ecorecover.RecoveryModel.save()", {"overwrite": ["boolean"]}, {"overwrite": overwrite})
     path = Path(path)
     hint = "pass overwrite=True to replace it"
     directory = path.parent if str(path.parent) else Path(".")

@@ -12,7 +12,7 @@ A value of none of the accepted types raises :class:`~ecorecover.errors.Paramete
 ``TypeError``); a value of an accepted type but outside its range or options raises
 :class:`~ecorecover.errors.ParameterError` (a ``ValueError``). The message names the function,
 the argument, what it accepts and the value given. Constraints: an :class:`Interval`, a
-:class:`StrOptions`, ``"boolean"``, ``None``, ``"callable"``, ``"n_jobs"`` (scikit-learn style
+:class:`StrOptions`, ``"boolean"``, ``None``, ``"callable"``, ``"inf"`` (R's ``Inf``), ``"n_jobs"`` (scikit-learn style
 thread counts, checked by :func:`ecorecover._validation.resolve_n_jobs`) or a class (any
 instance). Intervals accept finite numbers only: NaN or infinity is a wrong value of the right
 type (``ParameterError``); ``Interval("whole", ...)`` takes ints and whole floats (R's numbers).
@@ -158,6 +158,16 @@ class _NoneValue(Constraint):
         return "None"
 
 
+class _RInf(Constraint):
+    """R's ``Inf`` (``float("inf")``), for counts where it means "no limit"."""
+
+    def has_type(self, value: Any) -> bool:
+        return isinstance(value, (float, np.floating)) and math.isinf(value) and bool(value > 0)
+
+    def __str__(self) -> str:
+        return "inf (R's Inf)"
+
+
 class _Callable(Constraint):
     def has_type(self, value: Any) -> bool:
         return callable(value)
@@ -187,7 +197,7 @@ class _NJobs(Constraint):
         return "None, -1 (all cores) or a positive integer"
 
 
-_NAMED: dict[str, Constraint] = {"boolean": _Boolean(), "callable": _Callable(), "n_jobs": _NJobs()}
+_NAMED: dict[str, Constraint] = {"boolean": _Boolean(), "callable": _Callable(), "n_jobs": _NJobs(), "inf": _RInf()}
 
 
 def make_constraint(spec: Any) -> Constraint:
@@ -231,8 +241,13 @@ def check_params(where: str, spec: Mapping[str, Sequence[Any]], values: Mapping[
         raise ParameterTypeError(f"{where}: {name} must be {accepted}, got {_given(value)}")
 
 
-def validate_params(spec: Mapping[str, Sequence[Any]]) -> Callable[[F], F]:
-    """Decorator: check the arguments named in ``spec`` (with their defaults) before each call."""
+def validate_params(spec: Mapping[str, Sequence[Any]], *, where: str | None = None) -> Callable[[F], F]:
+    """Decorator: check the arguments named in ``spec`` (with their defaults) before each call.
+
+    Messages name the function as ``where`` (e.g. ``"ecorecover.train()"``, the name users
+    call it by), by default its module (``ecorecover`` for a private one) and qualified name.
+    This is the one way public functions check their arguments; :func:`check_params` is its
+    engine (and serves arguments that are only known inside a function)."""
 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
@@ -242,7 +257,7 @@ def validate_params(spec: Mapping[str, Sequence[Any]]) -> Callable[[F], F]:
         for c in spec.values():  # fail at import time on a bad declaration
             [make_constraint(x) for x in c]
         private = any(part.startswith("_") for part in func.__module__.split("."))
-        where = f"{'ecorecover' if private else func.__module__}.{func.__qualname__}()"
+        named = where or f"{'ecorecover' if private else func.__module__}.{func.__qualname__}()"
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -251,7 +266,7 @@ def validate_params(spec: Mapping[str, Sequence[Any]]) -> Callable[[F], F]:
             except TypeError:
                 return func(*args, **kwargs)  # let Python report the bad call itself
             bound.apply_defaults()
-            check_params(where, spec, bound.arguments)
+            check_params(named, spec, bound.arguments)
             return func(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -32,14 +32,17 @@ import scipy.sparse as sp
 from . import preprocessing as _pp
 from .recovery import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
 from ._naming import model_genes
-from ._params import Interval, check_params
+from ._params import Interval, StrOptions, validate_params
 from .errors import InputDataError, NonFiniteValueError, ParameterError, ParameterTypeError
 from ._warnings import warn
 
 __all__ = ["deconvolve", "DeconvolutionWarning"]
 
-#: What deconvolve's arguments accept (checked with :func:`ecorecover._params.check_params`).
-_PARAMS: dict[str, list[Any]] = {"samples_per_run": [Interval(Integral, 1, None)], "n_jobs": ["n_jobs"]}
+#: What deconvolve's arguments accept (checked by its ``_params.validate_params`` decorator).
+_PARAMS: dict[str, list[Any]] = {
+    "scale": ["boolean"], "samples_per_run": [Interval(Integral, 1, None)], "sum_to_one": ["boolean"],
+    "mode": [StrOptions({"exact", "fast"})], "n_jobs": ["n_jobs"], "return_runs": ["boolean"],
+}
 
 
 class DeconvolutionWarning(RecoveryWarning):
@@ -114,6 +117,7 @@ def deconvolve(
 ) -> tuple[pd.DataFrame, Runs]: ...
 
 
+@validate_params(_PARAMS, where="ecorecover.deconvolve()")
 def deconvolve(
     bulk: Any,
     model_w: Any,
@@ -187,7 +191,6 @@ def deconvolve(
     matrix); on the ``deconvolute/`` fixture it fires either way. Scores match R's to
     ~2e-16 on that fixture (default, ``sum2one = FALSE``, ``nsample.per.run = 10``).
     """
-    check_params("ecorecover.deconvolve()", _PARAMS, {"samples_per_run": samples_per_run, "n_jobs": n_jobs})
     w = _model_frame(model_w)
     x, samples, genes = _bulk_matrix(bulk)
     present, cols = _model_genes_in_bulk(w, samples, genes)

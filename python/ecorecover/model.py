@@ -21,6 +21,7 @@ import pandas as pd
 from ._model_file import FORMAT, FORMAT_VERSION, package_version, save_atomically, write_group
 from ._model_reader import read_model
 from ._naming import model_genes
+from ._params import validate_params
 from .errors import (
     InputDataError,
     ModelFileError,
@@ -238,6 +239,7 @@ class RecoveryModel(Mapping[str, pd.DataFrame]):
         return "\n".join(lines)
 
     # -- I/O -------------------------------------------------------------------------------
+    @validate_params({"overwrite": ["boolean"]}, where="ecorecover.RecoveryModel.save()")
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         """Write the model to ``path`` (HDF5, see :mod:`ecorecover._model_file`), atomically.
 

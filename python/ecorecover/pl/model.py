@@ -4,11 +4,13 @@ and :func:`model_heatmap` (W restricted to them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .._params import Interval, StrOptions, validate_params
 from .common import new_axes
 
 if TYPE_CHECKING:
@@ -33,13 +35,12 @@ def _one_w(model: Any, cell_type: str | None) -> tuple[pd.DataFrame, str]:
     raise TypeError(f"model must be a W DataFrame or a RecoveryModel / mapping, got {type(model).__name__}")
 
 
+@validate_params({"n_top": [Interval(Integral, 1, None)]}, where="ecorecover.pl.top_features()")
 def top_features(w: pd.DataFrame, n_top: int = 10) -> list[tuple[str, str]]:
     """The ``n_top`` most specific features of each SE of ``w``: ``(SE, feature)`` pairs, SEs
     in ``w``'s column order, features by decreasing ``delta = W[f, SE] - max over the other
     SEs`` (the model's own selection rule), each feature at most once (under the SE where it
     peaks), only features with ``delta > 0``."""
-    if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or n_top < 1:
-        raise ValueError(f"n_top must be a positive integer, got {n_top!r}")
     v = w.to_numpy(dtype=float)
     if v.shape[1] < 2:
         raise ValueError("W needs at least two SE columns")
@@ -54,6 +55,8 @@ def top_features(w: pd.DataFrame, n_top: int = 10) -> list[tuple[str, str]]:
     return out
 
 
+@validate_params({"n_top": [Interval(Integral, 1, None)], "standard_scale": [StrOptions({"row"}), None]},
+                 where="ecorecover.pl.model_heatmap()")
 def model_heatmap(
     model: Any,
     *,
@@ -86,8 +89,6 @@ def model_heatmap(
         Rows are labelled ``FEATURE`` with the SE blocks marked on the right.
     """
     w, name = _one_w(model, cell_type)
-    if standard_scale not in ("row", None):
-        raise ValueError(f"standard_scale must be 'row' or None, got {standard_scale!r}")
     picks = top_features(w, n_top)
     if not picks:
         raise ValueError(f"no feature of the {name!r} model is specific to one SE (delta > 0)")

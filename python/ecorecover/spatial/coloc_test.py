@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .. import _collate, _core
-from .._params import check_params
+from .._params import validate_params
 from .inputs import Cells, SpatialWarning, check_number, codes, labels, obs_of, permutation_input, run_permutations
 from .._warnings import warn
 
@@ -105,6 +105,7 @@ def cell_states(data: Any, *, se_key: str = "SE", celltype_key: str = "CellType"
     return pd.Series([f"{a}_{b}" for a, b in zip(se, ct)], index=obs.index, name="CellState", dtype=object)
 
 
+@validate_params({"test": ["boolean"], "progress": ["boolean"]}, where="ecorecover.spatial.colocalization()")
 def colocalization(
     data: Any,
     *,
@@ -181,7 +182,6 @@ def colocalization(
     radius = check_number(radius, "radius", integer=False, minimum=0.0, strict=True)
     k = check_number(k, "k", integer=True, minimum=2)
     min_cells = check_number(min_cells, "min_cells", integer=True, minimum=1)
-    check_params("ecorecover.spatial.colocalization()", {"test": ["boolean"]}, {"test": test})
     cells = permutation_input(data, state_key, "state_key", "cell state", celltype_key, coords, n_perm, progress, n_jobs,
                               seed, "colocalization")
     core = _colocalization_test(cells, k, radius, min_cells)

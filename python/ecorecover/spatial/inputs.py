@@ -19,7 +19,6 @@ import pandas as pd
 
 from .. import _collate
 from .._labels import label_column
-from .._params import check_params
 from .._validation import resolve_n_jobs
 from ..errors import EcorecoverError, ParameterError, ParameterTypeError
 from .._warnings import warn
@@ -196,7 +195,6 @@ def permutation_input(data: Any, key: str, key_what: str, label_what: str, cellt
     """Check the options shared by :func:`colocalization` and :func:`moran` and read their cells."""
     obs = obs_of(data)
     n_perm = check_number(n_perm, "n_perm", integer=True, minimum=2)
-    check_params(f"ecorecover.spatial.{who}()", {"progress": ["boolean"]}, {"progress": progress})
     n_threads = resolve_n_jobs(n_jobs)
     seed = _resolve_seed(seed)
     labels_all = labels(obs, key, key_what)

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 
 from .. import _collate, _core
+from .._params import validate_params
 from .inputs import SpatialInputError, SpatialWarning, check_number, codes, permutation_input, run_permutations
 from .._warnings import warn
 
 __all__ = ["moran"]
 
 
+@validate_params({"progress": ["boolean"]}, where="ecorecover.spatial.moran()")
 def moran(
     data: Any, *, se_key: str = "SE", celltype_key: str = "CellType", coords: Any = None, k: int = 3,
     n_perm: int = 1000, seed: int | None = None, n_jobs: int | None = None, progress: bool = True,

@@ -16,13 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from .._params import validate_params
 from ..model import RecoveryModel
 from .assemble import build_model, recorded_params
 from .._validation import resolve_threads
 from .ensemble import CellTypeFits, RunExecutor, fit_cell_types
 from .fit import RunOptions
 from .inputs import read_training_data
-from .options import TrainOptions, train_options
+from .options import TRAIN_PARAMS, TrainOptions, train_options
 from .plan import Prepared, prepare_cell_type, trainable_cell_types
 from .sampling import DrawOptions
 
@@ -85,6 +86,7 @@ def dask_executor(client: object) -> RunExecutor:
     return DaskRunExecutor(client)
 
 
+@validate_params(TRAIN_PARAMS, where="ecorecover.train()")
 def train(
     adata: Any,
     *,

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .. import preprocessing as pp
-from .._params import check_params
+from .._params import validate_params
 from .._validation import as_float_matrix
 from ..errors import ParameterTypeError, TrainingInputError
 from ..nmf import update_w
@@ -45,6 +45,7 @@ class GeneratedW(TypedDict):
     n_iter: int
 
 
+@validate_params(GENERATE_W_PARAMS, where="ecorecover.nmf_generate_w()")
 def nmf_generate_w(
     fractions: pd.DataFrame,
     expression: pd.DataFrame,
@@ -93,6 +94,7 @@ def nmf_generate_w(
     )["W"]
 
 
+@validate_params(GENERATE_W_PARAMS)
 def nmf_generate_w_details(
     fractions: pd.DataFrame,
     expression: pd.DataFrame,
@@ -108,10 +110,9 @@ def nmf_generate_w_details(
         raise ParameterTypeError(f"fractions must be a pandas DataFrame (samples x SEs), got {type(fractions).__name__}")
     if not isinstance(expression, pd.DataFrame):
         raise ParameterTypeError(f"expression must be a pandas DataFrame (genes x samples), got {type(expression).__name__}")
-    values: dict[str, Any] = dict(n_features=n_features, n_features_per_se=r_inf_as_none(n_features_per_se), scale=scale)
-    check_params("ecorecover.nmf_generate_w()", GENERATE_W_PARAMS, values)
     n_feat = int(n_features)
-    per_se: int | None = None if values["n_features_per_se"] is None else int(values["n_features_per_se"])
+    limit = r_inf_as_none(n_features_per_se)
+    per_se: int | None = None if limit is None else int(limit)  # type: ignore[call-overload]  # checked
     fv, ev, genes, samples = _inputs(fractions, expression)
     if ev.shape[0] > n_feat:
         var = np.var(ev, axis=1, ddof=1) if ev.shape[1] > 1 else np.zeros(ev.shape[0])

@@ -1,8 +1,9 @@
 """The arguments of :func:`ecorecover.train`, checked once into one frozen record.
 
-Every step of the training pipeline reads its settings from a :class:`TrainOptions`; the checks
-(declared in :data:`TRAIN_PARAMS` for :mod:`ecorecover._params`, plus R's 32-bit seeds) run here,
-before any data is read.
+Every step of the training pipeline reads its settings from a :class:`TrainOptions`. What each
+argument accepts is declared in :data:`TRAIN_PARAMS` (checked by :func:`ecorecover.train`'s
+``_params.validate_params`` decorator); R's 32-bit seeds, which depend on ``n_runs``, are checked
+here, before any data is read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
-from .._params import Interval, check_params
+from .._params import Interval
 from ..errors import ParameterError
 
 __all__ = ["TRAIN_PARAMS", "TrainOptions", "check_seed", "r_inf_as_none", "train_options"]
@@ -51,13 +52,13 @@ class TrainOptions:
 
 
 #: What each argument of :func:`ecorecover.train` accepts (checked in this order; ``inf``, R's
-#: ``Inf``, is None for ``n_features_per_se`` and ``downsample``). Seeds are integers whose
+#: ``Inf``, means None for ``n_features_per_se`` and ``downsample``). Seeds are integers whose
 #: ``seed + n_runs - 1`` must also fit R's 32-bit integers (:func:`check_seed`).
 TRAIN_PARAMS: dict[str, list[Any]] = {
     "n_features": [Interval(Integral, 1, None)],
-    "n_features_per_se": [Interval(Integral, 1, None), None],
+    "n_features_per_se": [Interval(Integral, 1, None), None, "inf"],
     "min_cells": [Interval(Integral, 0, None)],
-    "downsample": [Interval(Integral, 1, None), None],
+    "downsample": [Interval(Integral, 1, None), None, "inf"],
     "n_runs": [Interval(Integral, 1, None)],
     "seed": [Interval(Integral, None, None)],
     "session_seed": [Interval(Integral, None, None), None],
@@ -108,16 +109,14 @@ def train_options(
     layer: str | None = None,
     use_raw: object = False,
 ) -> TrainOptions:
-    """Check :func:`ecorecover.train`'s arguments (same names and defaults) into a
-    :class:`TrainOptions`: :data:`TRAIN_PARAMS` through :func:`ecorecover._params.check_params`,
-    which raises :class:`~ecorecover.errors.ParameterError` (a ``ValueError``) or
-    :class:`~ecorecover.errors.ParameterTypeError` (a ``TypeError``) naming the argument."""
+    """:func:`ecorecover.train`'s arguments (same names and defaults; already checked against
+    :data:`TRAIN_PARAMS`) as a :class:`TrainOptions`: R's ``Inf`` as None, and the seeds checked
+    against R's 32-bit range (:class:`~ecorecover.errors.ParameterError`)."""
     values: dict[str, Any] = dict(
         n_features=n_features, n_features_per_se=r_inf_as_none(n_features_per_se), min_cells=min_cells,
         downsample=r_inf_as_none(downsample), n_runs=n_runs, seed=seed, session_seed=session_seed, n_jobs=n_jobs,
         balance_samples=balance_samples, scale=scale, progress=progress, use_raw=use_raw,
     )
-    check_params("ecorecover.train()", TRAIN_PARAMS, values)
     runs = int(values["n_runs"])
     return TrainOptions(
         celltype_key=celltype_key, se_key=se_key, sample_key=sample_key, n_features=int(values["n_features"]),

@@ -11,17 +11,24 @@ import numpy as np
 import pandas as pd
 
 from .. import _collate
-from .._params import StrOptions, check_params
+from .._params import StrOptions, validate_params
 from ..errors import ParameterError, ParameterTypeError
 from .common import COLLATIONS, METRICS, Metric, MetricScheme, ValidationWarning
 from .._warnings import warn
 
 __all__ = ["metrics"]
 
-_PARAMS: dict[str, list[Any]] = {"collation": [StrOptions(COLLATIONS)]}
+#: What metrics' arguments accept (checked by its ``_params.validate_params`` decorator; ``metric``
+#: is matched without regard to case, below).
+_PARAMS: dict[str, list[Any]] = {
+    "se_key": [str], "pred_key": [str], "celltype_key": [str, None], "sample_key": [str, None],
+    "metric": [str], "collation": [StrOptions(COLLATIONS)], "scheme": [StrOptions({"r", "all"})],
+    "scored_key": [str, None],
+}
 _log = logging.getLogger("ecorecover.loocv")
 
 
+@validate_params(_PARAMS, where="ecorecover.metrics()")
 def metrics(
     obs: Any,
     *,
@@ -136,12 +143,9 @@ def _check_metrics_args(obs: Any, scheme: Any, metric: Any, collation: Any) -> t
         obs = obs.obs
     if not isinstance(obs, pd.DataFrame):
         raise ParameterTypeError(f"obs must be a DataFrame (one row per cell) or an AnnData, got {type(obs).__name__}")
-    if scheme not in ("r", "all"):
-        raise ParameterError(f"scheme must be 'r' (R's ComputeMetrics) or 'all' (every cell counts), got {scheme!r}")
     names = {m.lower(): m for m in METRICS}
-    if not isinstance(metric, str) or metric.lower() not in names:
+    if metric.lower() not in names:
         raise ParameterError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-    check_params("ecorecover.metrics()", _PARAMS, {"collation": collation})
     return obs, names[metric.lower()]
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from numbers import Integral
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -20,11 +21,11 @@ import pandas as pd
 from .. import _collate
 from .._input_data import check_nonnegative, check_writable, record_written, select_matrix
 from .._labels import label_column
-from .._params import StrOptions, check_params
+from .._params import Interval, StrOptions, validate_params
 from .._validation import resolve_n_jobs
 from ..errors import ParameterError, ParameterTypeError
 from .common import COLLATIONS, Scheme, ValidationWarning
-from .splits import call_scored, collect, plan_splits, resolve_seeds, run_split, run_splits
+from .splits import SEED_RANGE, call_scored, collect, plan_splits, resolve_seeds, run_split, run_splits
 from .majority import vote
 from .._warnings import warn
 
@@ -34,11 +35,15 @@ _MANAGED_TRAIN = {"celltype_key", "se_key", "sample_key", "seed", "meta", "progr
 _MANAGED_RECOVER = {
     "celltype_key", "celltypes", "key_added", "copy", "progress", "n_jobs", "collation", "layer", "use_raw", "overwrite",
 }
-#: What loocv's arguments accept (checked with :func:`ecorecover._params.check_params`).
+#: What loocv's arguments accept (checked by its ``_params.validate_params`` decorator).
 _PARAMS: dict[str, list[Any]] = {
+    "sample_key": [str], "celltype_key": [str], "se_key": [str],
+    "repeats": [Interval(Integral, 1, SEED_RANGE), None], "seed": [Interval(Integral, None, None)],
     "scheme": [StrOptions({"leave_one_out", "train_one"})],
     "collation": [StrOptions(COLLATIONS)],
+    "layer": [str, None],
     "n_jobs": ["n_jobs"],
+    "overwrite": ["boolean"], "use_raw": ["boolean"], "progress": ["boolean"], "return_predictions": ["boolean"],
 }
 _log = logging.getLogger("ecorecover.loocv")
 
@@ -69,6 +74,7 @@ def loocv(
 ) -> tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
+@validate_params(_PARAMS, where="ecorecover.loocv()")
 def loocv(
     adata: Any,
     *,
@@ -228,7 +234,6 @@ def _check_loocv_args(
         raise ParameterTypeError(
             f"adata must be an AnnData (cells x genes, labels in obs), got {type(adata).__name__}"
         )
-    check_params("ecorecover.loocv()", _PARAMS, {"scheme": scheme, "collation": collation, "n_jobs": n_jobs})
     if not isinstance(key_added, str) or not key_added:
         raise ParameterError(f"key_added must be a non-empty string, got {key_added!r}")
     bad = _MANAGED_TRAIN & set(train_kwargs)

@@ -20,10 +20,11 @@ from ..training import train
 from .common import NON_SE, ValidationWarning
 from .._warnings import warn
 
-__all__ = ["Split", "SplitResult", "call_scored", "collect", "plan_splits", "resolve_seeds", "run_split", "run_splits"]
+__all__ = ["SEED_RANGE", "Split", "SplitResult", "call_scored", "collect", "plan_splits", "resolve_seeds", "run_split", "run_splits"]
 
 #: R draws the per-repeat seeds with ``sample(1:10000, repeats)``.
-_SEED_RANGE = 10000
+#: R draws the repeats' seeds with ``sample(1:10000, repeats)``.
+SEED_RANGE = 10000
 
 
 @dataclass
@@ -63,13 +64,9 @@ def resolve_seeds(repeats: int | None, seed: int, seeds: Sequence[int] | None) -
         if repeats is not None and repeats != len(out):
             raise ValueError(f"repeats={repeats} but {len(out)} seeds were given; pass one of them")
         return out
-    repeats = 30 if repeats is None else repeats
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or not 1 <= repeats <= _SEED_RANGE:
-        raise ValueError(f"repeats must be an integer between 1 and {_SEED_RANGE}, got {repeats!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+    repeats = 30 if repeats is None else repeats  # repeats and seed checked by loocv's declaration
     # R: sample(1:10000, repeats) from the caller's state; set.seed(seed) first here.
-    return [int(v) for v in RRandom(int(seed)).sample_int(_SEED_RANGE, int(repeats))]
+    return [int(v) for v in RRandom(int(seed)).sample_int(SEED_RANGE, int(repeats))]
 
 
 
