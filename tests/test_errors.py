@@ -88,3 +88,29 @@ def test_old_import_locations_name_the_same_classes() -> None:
     assert preprocessing.RawCountWarning is errors.RawCountWarning
     assert preprocessing.NonIntegerCountsWarning is errors.NonIntegerCountsWarning
     assert ecorecover.errors is errors
+
+
+def _cells(n: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x = np.arange(n, dtype=np.float64)
+    return x, x[::-1].copy(), np.array([0, 1] * (n // 2), dtype=np.uint32), np.zeros(n, dtype=np.uint32)
+
+
+@pytest.mark.parametrize(
+    ("call", "cls", "text"),
+    [
+        (lambda: _core.scale_dense(np.ones((3, 2)), method="fancy"), errors.ParameterError, "method must be"),
+        (lambda: _core.MoranTest(*_cells()[:3], 2, _cells()[3], 0, 1), errors.ParameterError, "k must be in"),
+        (lambda: _core.MoranTest(*_cells()[:2], _cells()[2], 1, _cells()[3], 2, 1), errors.ParameterError,
+         r"labels\[1\] = 1 is not below 1"),
+        (lambda: _core.MoranTest(*_cells()[:2], _cells()[2][:4], 2, _cells()[3], 2, 1), errors.ShapeError,
+         "4 labels for 6 cells"),
+        (lambda: _core.ColocalizationTest(*_cells()[:2], _cells()[2], 1, _cells()[3], 2, 50.0, 1, 1),
+         errors.ParameterError, "is not below 1"),
+    ],
+    ids=["scale-method", "moran-k", "moran-codes", "moran-labels-length", "coloc-codes"],
+)
+def test_binding_checks_raise_ecorecover_errors(call, cls, text) -> None:
+    """The bindings' own checks (preprocess, spatial) raise ecorecover.errors classes too."""
+    with pytest.raises(cls, match=text) as info:
+        call()
+    assert type(info.value) is cls and isinstance(info.value, ValueError)

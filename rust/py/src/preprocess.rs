@@ -3,16 +3,15 @@
 use ecorecover_core::preprocess::{self, ScaleMethod};
 use ecorecover_core::sparse::Compressed;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::glue::{enter, slice};
+use crate::glue::{enter, parameter_error, slice};
 
 fn method(name: &str) -> PyResult<ScaleMethod> {
     match name {
         "sparse" => Ok(ScaleMethod::Sparse),
         "dense" => Ok(ScaleMethod::Dense),
-        other => Err(PyValueError::new_err(format!("method must be 'sparse' or 'dense', got {other:?}"))),
+        other => Err(parameter_error(format!("method must be 'sparse' or 'dense', got {other:?}"))),
     }
 }
 

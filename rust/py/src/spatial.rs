@@ -8,16 +8,15 @@ use ecorecover_core::spatial::{
 };
 use ecorecover_core::CoreError;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::glue::{enter, slice};
+use crate::glue::{enter, parameter_error, slice, to_py};
 
 type Pair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
 
 fn check_codes(codes: &[u32], n: usize, name: &str) -> PyResult<()> {
     match codes.iter().position(|&c| c as usize >= n) {
-        Some(i) => Err(PyValueError::new_err(format!("{name}[{i}] = {} is not below {n}", codes[i]))),
+        Some(i) => Err(parameter_error(format!("{name}[{i}] = {} is not below {n}", codes[i]))),
         None => Ok(()),
     }
 }
@@ -38,7 +37,7 @@ fn cells<'a>(
     let (labels, groups) = (slice(labels, "labels")?.to_vec(), slice(groups, "groups")?);
     check_codes(&labels, n, "labels")?;
     if labels.len() != x.len() {
-        return Err(PyValueError::new_err(format!("{} labels for {} cells", labels.len(), x.len())));
+        return Err(to_py(CoreError::Shape(format!("{} labels for {} cells", labels.len(), x.len()))));
     }
     Ok((x, y, labels, groups))
 }
@@ -171,7 +170,7 @@ impl MoranTest {
     ) -> PyResult<Self> {
         let (x, y, labels, groups) = cells(&x, &y, &labels, n_labels, &groups)?;
         if k == 0 || k >= x.len() {
-            return Err(PyValueError::new_err(format!("k must be in 1..{} (cells - 1), got {k}", x.len())));
+            return Err(parameter_error(format!("k must be in 1..{} (cells - 1), got {k}", x.len())));
         }
         let inner = enter(py, n_threads, move || {
             let (graph, _) = knn_graph(x, y, k, f64::INFINITY, 0)?;
