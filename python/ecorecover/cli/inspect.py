@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from .._naming import model_genes
 from .reading import load_model
 
 __all__ = ["run"]
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'cell type':<{width}}  features  genes  SEs", file=out)
     for ct in model.cell_types:
         w = model[ct]
-        genes = {f[:-5] if f.endswith(("__pos", "__neg")) else f for f in w.index}
+        genes = model_genes(w.index)
         print(f"{ct:<{width}}  {w.shape[0]:>8}  {len(genes):>5}  {w.shape[1]:>3}  ({', '.join(map(str, w.columns))})", file=out)
     shown = {k: v for k, v in params.items() if k != "ecorecover_version"}
     if shown:
