@@ -21,6 +21,7 @@ from .. import _collate
 from .._labels import label_column
 from .._validation import resolve_n_jobs
 from ..errors import EcorecoverError, ParameterError, ParameterTypeError
+from .._progress import progress_bar
 from .._warnings import warn
 
 __all__ = [
@@ -221,14 +222,15 @@ def run_permutations(test: _Test, n_perm: int, n_threads: int | None, progress: 
     if not progress:
         test.run(n_perm, n_threads)
         return
-    from tqdm.auto import tqdm
-
     step = max(1, -(-n_perm // _PROGRESS_STEPS))
-    with tqdm(total=n_perm, desc=desc, unit="perm", leave=False, disable=None) as bar:  # quiet off a terminal
+    bar = progress_bar(n_perm, desc=desc, unit="perm")
+    try:
         done = 0
         while done < n_perm:
             k = min(step, n_perm - done)
             test.run(k, n_threads)
             done += k
             bar.update(k)
+    finally:
+        bar.close()
 

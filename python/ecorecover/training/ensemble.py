@@ -9,21 +9,19 @@ and R's session streams) and collects the results per run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
+from .._progress import progress_bar, progress_iter
 from .fit import RunOptions, RunResult, fit_run
 from .plan import Prepared
 from .streams import Stream, run_streams
 
 __all__ = [
     "RunExecutor", "RunFunction", "RunItem", "RunProgress", "ThreadRunExecutor", "fit_cell_types", "fit_item",
-    "progress_bar",
 ]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,17 +59,16 @@ class RunProgress:
         self._left: dict[int, int] = {}
         for it in items:
             self._left[it.run] = self._left.get(it.run, 0) + 1
-        self._bar = _tqdm(len(self._left), "ecorecover.train: runs", "run") if enabled else None
+        self._bar = progress_bar(len(self._left), desc="ecorecover.train: runs", unit="run", enabled=enabled, leave=True)
 
     def done(self, item: RunItem) -> None:
         """One item finished."""
         self._left[item.run] -= 1
-        if self._left[item.run] == 0 and self._bar is not None:
+        if self._left[item.run] == 0:
             self._bar.update(1)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._bar.close()
 
 
 class ThreadRunExecutor:
@@ -122,7 +119,7 @@ def fit_cell_types(
     fn: RunFunction = functools.partial(fit_item, options=options)
     with ThreadPoolExecutor(max_workers=n_threads) as ex:
         n = len(cell_types)
-        desc = "ecorecover.train: cell types"
+        bar: dict[str, Any] = dict(total=n, desc="ecorecover.train: cell types", unit="cell type", enabled=progress, leave=True)
         if len(seeds) == 1 and executor is None and session_seed is None:  # one task per cell type
 
             def both(c: str) -> tuple[Prepared | str, RunResult | None]:
@@ -130,14 +127,14 @@ def fit_cell_types(
                 return p, (None if isinstance(p, str) else fn(p, RunItem(0, c, seeds[0])))
 
             out = CellTypeFits({}, [{}], {})
-            for c, (p, res) in zip(cell_types, list(progress_bar(ex.map(both, cell_types), total=n, desc=desc, enabled=progress))):
+            for c, (p, res) in zip(cell_types, list(progress_iter(ex.map(both, cell_types), **bar))):
                 if isinstance(p, str) or res is None:
                     out.skipped[c] = str(p)
                 else:
                     out.prepared[c], out.runs[0][c] = p, res
             return out
         out = CellTypeFits({}, [{} for _ in seeds], {})
-        for c, p in zip(cell_types, list(progress_bar(ex.map(prepare, cell_types), total=n, desc=desc, enabled=progress))):
+        for c, p in zip(cell_types, list(progress_iter(ex.map(prepare, cell_types), **bar))):
             if isinstance(p, str):
                 out.skipped[c] = p
             else:
@@ -160,20 +157,3 @@ def _items(
         streams = run_streams(prepared, s, None if session_seed is None else session_seed + r, options.draw)
         items.extend(RunItem(r, c, s, streams[c]) for c in prepared)
     return items
-
-
-def progress_bar(iterable: Iterable[T], *, total: int, desc: str, enabled: bool) -> Iterator[T]:
-    """``iterable`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal (the
-    logger ``ecorecover.train`` says what was done elsewhere)."""
-    if not enabled:
-        return iter(iterable)
-    from tqdm import tqdm
-
-    unit = "cell type" if "cell" in desc else "run"
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=None))
-
-
-def _tqdm(total: int, desc: str, unit: str) -> Any:  # a tqdm bar (tqdm ships no type hints)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=None)

@@ -18,6 +18,7 @@ from ..errors import TrainingInputError
 from ..rng import RRandom
 from ..training import train
 from .common import NON_SE, ValidationWarning
+from .._progress import progress_bar
 from .._warnings import warn
 
 __all__ = ["SEED_RANGE", "Split", "SplitResult", "call_scored", "collect", "plan_splits", "resolve_seeds", "run_split", "run_splits"]
@@ -147,7 +148,7 @@ def run_splits(run: Callable[..., SplitResult], splits: list[Split], threads: in
     Warnings point at the caller of the function calling this one (``loocv``'s caller)."""
     workers = max(1, min(threads, len(splits)))
     inner = max(1, threads // workers)
-    bar = _progress_bar(len(splits)) if progress else None
+    bar = progress_bar(len(splits), desc="ecorecover.loocv: splits", unit="split", enabled=progress)
     results = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -156,11 +157,9 @@ def run_splits(run: Callable[..., SplitResult], splits: list[Split], threads: in
                 futures = [pool.submit(run, sp, threads=inner) for sp in splits]
                 for f in futures:
                     results.append(f.result())
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     # Re-issue the splits' warnings once each (they repeat across splits).
     seen: dict[tuple[type[Warning], str], int] = {}
     for w in caught:
@@ -178,15 +177,6 @@ def run_splits(run: Callable[..., SplitResult], splits: list[Split], threads: in
     if len(failed) == len(splits):
         raise ValueError("no cross-validation split could be trained (see the warnings); check min_cells and the labels")
     return results
-
-
-def _progress_bar(total: int) -> Any:
-    """A tqdm bar over the splits (quiet off a terminal), or None without tqdm."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc="ecorecover.loocv: splits", unit="split", leave=False, disable=None)
 
 
 def collect(results: list[SplitResult], cell_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
