@@ -2,12 +2,14 @@
 //! `fast::solve_cells_reference`, the plain per-cell solver it replaced): a synthetic but
 //! realistic problem (cells drawn from a posneg model, sparse raw values, Seurat scaling on
 //! the fly), timed on 1 and 2 threads; prints cells/s, the mean Newton iterations, the
-//! achieved fraction of the arithmetic bound and a digest of H (to check that an
-//! optimisation leaves every bit unchanged).
+//! achieved fraction of the arithmetic bound, the histogram of Newton iterations and a digest
+//! of H (to check that an optimisation leaves every bit unchanged; the lane kernel's digest
+//! differs from the reference's since it has its own log and QP).
 //!
-//!     cargo run --release -p ecorecover-core --example fast_solver -- [N_CELLS] [N_GENES] [K]
+//!     cargo run --release -p ecorecover-core --example fast_solver -- [N_CELLS] [N_GENES] [K] [lanes]
 //!
-//! Defaults: 50,000 cells, 75 genes (150 posneg features), k = 11.
+//! Defaults: 50,000 cells, 75 genes (150 posneg features), k = 11; a fourth argument `lanes`
+//! times the lane kernel alone (for profiling).
 
 use std::time::Instant;
 
@@ -95,7 +97,8 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
+    let lanes_only = std::env::args().nth(4).is_some_and(|a| a == "lanes");
+    let args: Vec<usize> = std::env::args().skip(1).take(3).map(|a| a.parse().expect("a number")).collect();
     let n = args.first().copied().unwrap_or(50_000);
     let g = args.get(1).copied().unwrap_or(75);
     let k = args.get(2).copied().unwrap_or(11);
@@ -106,7 +109,7 @@ fn main() {
     let opts = FastOptions::default();
     println!("{n} cells, {g} genes ({} posneg features), k = {k}", 2 * g);
     let runs: [(&str, usize); 4] = [("lanes", 1), ("lanes", 2), ("per-cell reference", 1), ("per-cell reference", 2)];
-    for (kernel, threads) in runs {
+    for (kernel, threads) in runs.into_iter().filter(|r| !lanes_only || r.0 == "lanes") {
         let solve = if kernel == "lanes" { solve_cells } else { solve_cells_reference };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         let (mut best, mut cpu) = (f64::INFINITY, f64::INFINITY);
@@ -120,6 +123,8 @@ fn main() {
         }
         let (h, it) = out.expect("ran");
         let iters: f64 = it.iter().map(|&i| f64::from(i)).sum::<f64>() / n as f64;
+        let mut hist = [0usize; 12];
+        it.iter().for_each(|&i| hist[(i as usize).min(11)] += 1);
         // Per Newton iteration and cell: the Hessian's lower triangle (g * k(k+1)/2 multiply-adds
         // plus g * k for q * row), the gradient (g * k multiply-adds), and about 1.3 trial points
         // of the line search (W h: g * k multiply-adds each), each multiply-add 2 flops; the
@@ -130,7 +135,7 @@ fn main() {
         println!(
             "{kernel}, threads {threads}: wall {best:.3} s ({:.0} cells/s), CPU {cpu:.2} s ({:.0} cells per CPU second), \
              {iters:.2} iterations/cell, {flops_iter:.0} flops/iteration, {gflops:.2} GFLOP per CPU second, \
-             digest {:016x}",
+             digest {:016x}; cells per iteration count (0..10, 11+) {hist:?}",
             n as f64 / best,
             n as f64 / cpu,
             digest(h.as_slice().expect("contiguous"))

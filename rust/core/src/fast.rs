@@ -15,9 +15,10 @@
 //! cell on the fixtures. `k` (the number of SEs) is small, ~12.
 //!
 //! Cells are independent: they are solved in lanes of [`LANES`] cells in lock-step (the lane
-//! kernel in [`lanes`], compiled for AVX2 as well and chosen at run time), each cell's
-//! operations in the order of the plain per-cell solver in [`reference`], so every cell gets
-//! the same bits on any path and for any thread count. A [`Cancel`] flag is polled before
+//! kernel in [`lanes`], compiled for AVX2 as well and chosen at run time, with a polynomial
+//! log and a block-pivoting QP in plain arithmetic), so every cell gets the same bits on any
+//! path, for any thread count and whatever the other cells of its block; the plain per-cell
+//! solver in [`reference`] is the slower reference it is tested against. A [`Cancel`] flag is polled before
 //! each cell and every Newton iteration.
 //!
 //! Also here: R's sum-to-one (`t(t(H) / colSums(H))`, colSums accumulating in x87 long
@@ -28,8 +29,11 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 mod lanes;
+mod ln;
+mod pivot;
 mod qp;
 mod reference;
+mod search;
 mod simd;
 
 use std::sync::Mutex;
@@ -268,7 +272,7 @@ pub fn solve_cells_on(
 }
 
 /// The plain per-cell solver over the same input, one cell after another (no lanes): the
-/// reference the lane kernel reproduces bit for bit.
+/// reference whose objectives the lane kernel's tests match to a tight tolerance.
 pub fn solve_cells_reference(
     x: &Compressed,
     model: &GeneModel,

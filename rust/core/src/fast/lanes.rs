@@ -1,66 +1,31 @@
-//! The lane kernel: [`LANES`] cells solved in lock-step, one cell per lane, each lane doing
-//! exactly the operations of the per-cell reference ([`super::reference::solve_one`]) in the
-//! same order, so every cell gets the reference's bits.
+//! The lane kernel: [`LANES`] cells solved in lock-step, one cell per lane, each lane running
+//! the projected Newton method of [`super::reference::solve_one`] (same objective, same
+//! stopping rule) with its own QP ([`super::pivot`]) and logarithm ([`super::ln`]).
 //!
 //! A lane's features are its cell's used features in gene order, padded with zero rows (value
 //! 0) up to the longest lane; the padding is masked out of every sum (its terms are +0, which
-//! leaves a sum's bits unchanged). The gradient, the Hessian, `W h` and the steps run across
-//! lanes (arrays of `LANES` doubles that LLVM vectorises; the AVX2 copy is chosen at run
-//! time; no FMA, which would change the bits); the k-variable QP, the logarithms of the
-//! objective and the stopping tests run per lane. A lane whose cell has converged is refilled
-//! with the next cell of the block at the next Newton iteration, so lanes are not held back by
-//! their slowest cell. Nothing is allocated after [`LaneWork::new`].
+//! leaves a sum's bits unchanged), so a cell's result does not depend on the other cells of
+//! its lanes. The gradient, the Hessian, `W h`, the logarithms and the steps run across lanes
+//! (arrays of `LANES` doubles that LLVM vectorises; the AVX2 copy is chosen at run time; no
+//! FMA, and all per-lane code is plain arithmetic, so every path gives the same bits); the
+//! k-variable QP and the stopping tests run per lane. A lane whose cell has converged is
+//! refilled with the next cell of the block at the next Newton iteration, so lanes are not
+//! held back by their slowest cell. Nothing is allocated after [`LaneWork::new`].
 
 // Index loops over lanes and the small k x k blocks are the clearer form here; `!(x > 0.0)`
 // is meant to be true for NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
-use super::qp::{nnqp, QpWork};
+use super::pivot::{nnqp, PivotWork};
+use super::reference::{converged, start_value};
+use super::search::{line_search, objective_one, Search};
 #[cfg(target_arch = "x86_64")]
 use super::simd::Avx2;
-pub use super::simd::LANES;
+pub use super::simd::{SimdPath, LANES};
 use super::simd::{Lane, Ops, Plain};
-use super::reference::{converged, start_value, MAX_TRIALS, SIGMA};
 use super::{FastOptions, Features, Input, Prepared};
 use crate::cancel::Cancel;
 use crate::EPS;
-
-
-/// An instruction set the lane kernel is compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdPath {
-    /// The baseline target (SSE2 on x86-64).
-    Scalar,
-    /// AVX2 (x86-64), chosen at run time.
-    Avx2,
-}
-
-impl SimdPath {
-    /// Whether this CPU can run the path.
-    pub fn is_available(self) -> bool {
-        match self {
-            SimdPath::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(not(target_arch = "x86_64"))]
-            SimdPath::Avx2 => false,
-        }
-    }
-
-    /// The paths this CPU can run.
-    pub fn available() -> Vec<SimdPath> {
-        [SimdPath::Scalar, SimdPath::Avx2].into_iter().filter(|p| p.is_available()).collect()
-    }
-
-    /// The widest path of this CPU.
-    pub fn best() -> SimdPath {
-        if SimdPath::Avx2.is_available() {
-            SimdPath::Avx2
-        } else {
-            SimdPath::Scalar
-        }
-    }
-}
 
 /// Feature rows taken together in the Hessian.
 const ROWS: usize = 4;
@@ -91,11 +56,11 @@ pub(super) struct LaneWork {
     /// Lower triangle of the Hessian, packed by rows (`a (a + 1) / 2 + b`, b <= a).
     hess: Vec<Lane>,
     slot: Slots,
-    /// One lane's full Hessian, QP linear term and solution.
+    /// One lane's packed Hessian, QP linear term and solution.
     hc: Vec<f64>,
     qc: Vec<f64>,
     uc: Vec<f64>,
-    qp: QpWork,
+    qp: PivotWork,
 }
 
 /// Per-lane state.
@@ -131,10 +96,10 @@ impl LaneWork {
             qa: vec![Lane::ZERO; ROWS * k],
             hess: vec![Lane::ZERO; k * (k + 1) / 2],
             slot: Slots::default(),
-            hc: vec![0.0; k * k],
+            hc: vec![0.0; k * (k + 1) / 2],
             qc: vec![0.0; k],
             uc: vec![0.0; k],
-            qp: QpWork::new(k),
+            qp: PivotWork::new(k),
         }
     }
 }
@@ -224,31 +189,12 @@ fn refill(w: &mut LaneWork, ctx: &Ctx, l: usize, first: usize, mut next: usize, 
             }
             w.y[i][l] = s;
         }
-        w.slot.f[l] = lane_objective(d, &w.h, &w.v, &w.y, p, l);
+        w.slot.f[l] = objective_one(d, &w.h, &w.v, &w.y, p, l);
         w.slot.cell[l] = Some(cell);
         w.slot.it[l] = 0;
         return next;
     }
     next
-}
-
-/// The reference's `objective` of lane `l` at `h` given `y = A h` (its first `p` rows),
-/// with the same operations in the same order.
-#[inline(always)]
-fn lane_objective(d: &[f64], h: &[Lane], v: &[Lane], y: &[Lane], p: usize, l: usize) -> f64 {
-    let mut f = 0.0;
-    for (da, ha) in d.iter().zip(h) {
-        f += da * ha[l];
-    }
-    let mut lsum = 0.0;
-    for i in 0..p {
-        let yi = y[i][l];
-        if yi <= 0.0 {
-            return f64::INFINITY;
-        }
-        lsum += v[i][l] * yi.ln();
-    }
-    f - lsum
 }
 
 /// The longest feature list of the busy lanes.
@@ -275,8 +221,9 @@ fn grad_hess<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize) {
             let mut r = Lane::ZERO;
             let mut q = Lane::ZERO;
             for l in 0..LANES {
-                let rl = vi[l] / yi[l];
-                let ql = rl / yi[l];
+                let inv = 1.0 / yi[l];
+                let rl = vi[l] * inv;
+                let ql = rl * inv;
                 // Padding rows (value 0) contribute nothing.
                 r[l] = if vi[l] > 0.0 { rl } else { 0.0 };
                 q[l] = if vi[l] > 0.0 { ql } else { 0.0 };
@@ -336,11 +283,10 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
             continue;
         }
         w.slot.it[l] += 1;
+        for (hc, hl) in w.hc.iter_mut().zip(&w.hess) {
+            *hc = hl[l];
+        }
         for a in 0..k {
-            for b in 0..k {
-                let (hi, lo) = if b <= a { (a, b) } else { (b, a) };
-                w.hc[a * k + b] = w.hess[hi * (hi + 1) / 2 + lo][l];
-            }
             w.qc[a] = w.step[a][l];
             w.uc[a] = w.h[a][l];
         }
@@ -367,7 +313,8 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
             }
         }
     }
-    let accepted = line_search::<O>(w, d, pm, searching);
+    let s = Search { k, a: &w.a, v: &w.v, pm, d, h: &w.h, step: &w.step, f: &w.slot.f, slope: &w.slot.slope };
+    let accepted = line_search::<O>(&s, &mut w.hn, &mut w.yn, &mut w.slot.fnew, &mut w.slot.t, searching);
     for l in 0..LANES {
         if !searching[l] {
             continue;
@@ -391,49 +338,6 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
             finish(w, l, k, h, its);
         }
     }
-}
-
-/// Armijo backtracking of the `searching` lanes from h along step, all lanes halving t
-/// together; a lane stops at its first accepted t (kept in `slot.t`, f there in `slot.fnew`,
-/// the point in `hn`/`yn`). Returns which lanes accepted.
-#[inline(always)]
-fn line_search<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize, mut searching: [bool; LANES]) -> [bool; LANES] {
-    let k = w.k;
-    let mut accepted = [false; LANES];
-    let mut t = 1.0;
-    for _ in 0..MAX_TRIALS {
-        if !searching.iter().any(|&s| s) {
-            break;
-        }
-        for a in 0..k {
-            for l in 0..LANES {
-                let x = (w.h[a][l] + t * w.step[a][l]).max(0.0);
-                w.hn[a][l] = if searching[l] { x } else { w.hn[a][l] };
-            }
-        }
-        for i in 0..pm {
-            let row = &w.a[i * k..(i + 1) * k];
-            let mut s = Lane::ZERO;
-            for (rc, hc) in row.iter().zip(&w.hn) {
-                unsafe { O::add_mul(&mut s, rc, hc) };
-            }
-            w.yn[i] = s;
-        }
-        for l in 0..LANES {
-            if !searching[l] {
-                continue;
-            }
-            let fnew = lane_objective(d, &w.hn, &w.v, &w.yn, w.slot.p[l], l);
-            if fnew.is_finite() && fnew <= w.slot.f[l] + SIGMA * t * w.slot.slope[l] {
-                searching[l] = false;
-                accepted[l] = true;
-                w.slot.fnew[l] = fnew;
-                w.slot.t[l] = t;
-            }
-        }
-        t *= 0.5;
-    }
-    accepted
 }
 
 /// Write lane `l`'s cell out and leave the lane idle.

@@ -1,6 +1,6 @@
-//! The k-variable non-negative quadratic program of each Newton step (a primal active-set
-//! method with Cholesky factorisations of the free block), shared by the per-cell reference
-//! solver and the lane kernel so both give the same bits.
+//! The k-variable non-negative quadratic program of each Newton step of the per-cell reference
+//! solver (a primal active-set method with Cholesky factorisations of the free block); the
+//! lane kernel has its own ([`super::pivot`]).
 
 // Index loops are the clearer form for these small dense k x k kernels; `!(x > 0.0)` is
 // meant to be true for NaN.
@@ -95,52 +95,61 @@ pub(super) fn nnqp(hess: &[f64], q: &[f64], k: usize, u: &mut [f64], w: &mut QpW
                 }
                 break;
             }
-            // Step from u towards the solution until the first free variable hits 0.
-            let mut alpha = 1.0;
-            let mut hit = usize::MAX;
-            for (t, &a) in w.idx.iter().enumerate() {
-                if w.sol[t] <= 0.0 {
-                    let r = u[a] / (u[a] - w.sol[t]);
-                    if r < alpha || hit == usize::MAX {
-                        alpha = r.min(alpha);
-                        hit = a;
-                    }
-                }
-            }
-            for (t, &a) in w.idx.iter().enumerate() {
-                u[a] += alpha * (w.sol[t] - u[a]);
-                if u[a] <= 0.0 || a == hit {
-                    u[a] = 0.0;
-                    w.free[a] = false;
-                }
-            }
+            step_to_bound(u, w);
         }
         if pivots > max_pivots {
             return;
         }
-        // Optimality on the bound: the most negative gradient component enters.
-        let qmax = q.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        let mut best = usize::MAX;
-        let mut best_val = 1e-13 * qmax.max(1e-300);
-        for a in 0..k {
-            if w.free[a] {
-                continue;
-            }
-            let mut gr = q[a];
-            for b in 0..k {
-                gr += hess[a * k + b] * u[b];
-            }
-            if -gr > best_val {
-                best_val = -gr;
-                best = a;
-            }
+        match entering(hess, q, k, u, w) {
+            // Entering at 0: u stays a feasible start for the inner solve on the new free set.
+            Some(best) => w.free[best] = true,
+            None => return,
         }
-        if best == usize::MAX {
-            return;
-        }
-        w.free[best] = true;
-        // Entering at 0: give the inner solve a feasible start on the new free set.
     }
+}
+
+/// Step from u towards the free-set solution until the first free variable hits 0, and bind it.
+fn step_to_bound(u: &mut [f64], w: &mut QpWork) {
+    let mut alpha = 1.0;
+    let mut hit = usize::MAX;
+    for (t, &a) in w.idx.iter().enumerate() {
+        if w.sol[t] <= 0.0 {
+            let r = u[a] / (u[a] - w.sol[t]);
+            if r < alpha || hit == usize::MAX {
+                alpha = r.min(alpha);
+                hit = a;
+            }
+        }
+    }
+    for (t, &a) in w.idx.iter().enumerate() {
+        u[a] += alpha * (w.sol[t] - u[a]);
+        if u[a] <= 0.0 || a == hit {
+            u[a] = 0.0;
+            w.free[a] = false;
+        }
+    }
+}
+
+/// Optimality on the bound: the bound variable with the most negative gradient component
+/// (beyond a tolerance), which enters the free set; None at the optimum.
+fn entering(hess: &[f64], q: &[f64], k: usize, u: &[f64], w: &QpWork) -> Option<usize> {
+    let qmax = q.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let mut best = None;
+    let mut best_val = 1e-13 * qmax.max(1e-300);
+    for a in 0..k {
+        if w.free[a] {
+            continue;
+        }
+        let mut gr = q[a];
+        for b in 0..k {
+            gr += hess[a * k + b] * u[b];
+        }
+        if -gr > best_val {
+            best_val = -gr;
+            best = Some(a);
+        }
+    }
+    best
 }
 
 /// Scratch space of [`nnqp`] (k entries each; `chol` k x k).

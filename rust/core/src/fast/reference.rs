@@ -1,20 +1,17 @@
-//! The plain per-cell solver: one cell's KL problem by sequential quadratic programming. It is
-//! the definition the lane kernel ([`super::lanes`]) reproduces bit for bit, and the
-//! reference its tests compare against.
+//! The plain per-cell solver: one cell's KL problem by sequential quadratic programming (the
+//! C library's log, an active-set QP). The lane kernel ([`super::lanes`]) runs the same method
+//! with its own log and QP; this is the reference its tests compare objectives against.
 
 // Index loops are the clearer form for these small dense k x k kernels; `!(x > 0.0)` is
 // meant to be true for NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 use super::qp::{nnqp, QpWork};
+use super::search::{MAX_TRIALS, SIGMA};
 use super::FastOptions;
 use crate::cancel::Cancel;
 use crate::EPS;
 
-/// Armijo's sufficient-decrease constant.
-pub(super) const SIGMA: f64 = 1e-4;
-/// Backtracking halvings of the step at most.
-pub(super) const MAX_TRIALS: usize = 60;
 
 /// Per-thread scratch space of [`solve_one`] (the cell's features are given apart).
 pub(super) struct Work {
@@ -117,25 +114,7 @@ pub(super) fn solve_one(
             break;
         }
         it += 1;
-        // Gradient and Hessian of f at h.
-        w.grad.copy_from_slice(d);
-        w.hess.iter_mut().for_each(|x| *x = 0.0);
-        for ((row, &vi), &yi) in rows.chunks_exact(k).zip(v).zip(y.iter()) {
-            let r = vi / yi;
-            let q = r / yi;
-            for a in 0..k {
-                w.grad[a] -= row[a] * r;
-                let qa = q * row[a];
-                for b in 0..=a {
-                    w.hess[a * k + b] += qa * row[b];
-                }
-            }
-        }
-        for a in 0..k {
-            for b in 0..a {
-                w.hess[b * k + a] = w.hess[a * k + b];
-            }
-        }
+        grad_hess(&mut w.grad, &mut w.hess, rows, v, y, d, k);
         // QP: min_u 1/2 u'Hu + (g - Hh)'u, u >= 0; direction u - h.
         for a in 0..k {
             let mut hh = 0.0;
@@ -154,24 +133,9 @@ pub(super) fn solve_one(
         if !(slope < 0.0) {
             break; // no descent direction left: converged
         }
-        let mut t = 1.0;
-        let mut accepted = false;
-        let mut fnew = f;
-        for _ in 0..MAX_TRIALS {
-            for a in 0..k {
-                w.hn[a] = (h[a] + t * w.step[a]).max(0.0);
-            }
-            mat_vec(rows, &w.hn, k, yn);
-            fnew = objective(d, &w.hn, v, yn);
-            if fnew.is_finite() && fnew <= f + SIGMA * t * slope {
-                accepted = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !accepted {
+        let Some((t, fnew)) = line_search(&mut w.hn, yn, h, &w.step, rows, v, d, f, slope) else {
             break; // no decrease at machine precision: converged
-        }
+        };
         let hmax = w.hn.iter().copied().fold(0.0, f64::max);
         let mut change = 0.0f64;
         for a in 0..k {
@@ -185,6 +149,58 @@ pub(super) fn solve_one(
         }
     }
     it
+}
+
+/// Gradient and (full, symmetric) Hessian of f at h given `y = A h`.
+fn grad_hess(grad: &mut [f64], hess: &mut [f64], rows: &[f64], v: &[f64], y: &[f64], d: &[f64], k: usize) {
+    grad.copy_from_slice(d);
+    hess.iter_mut().for_each(|x| *x = 0.0);
+    for ((row, &vi), &yi) in rows.chunks_exact(k).zip(v).zip(y.iter()) {
+        let r = vi / yi;
+        let q = r / yi;
+        for a in 0..k {
+            grad[a] -= row[a] * r;
+            let qa = q * row[a];
+            for b in 0..=a {
+                hess[a * k + b] += qa * row[b];
+            }
+        }
+    }
+    for a in 0..k {
+        for b in 0..a {
+            hess[b * k + a] = hess[a * k + b];
+        }
+    }
+}
+
+/// Armijo backtracking from h along `step` (t = 1, 1/2, ...): the accepted t and f there (the
+/// point in `hn`, `A hn` in `yn`), or None.
+#[allow(clippy::too_many_arguments)]
+fn line_search(
+    hn: &mut [f64],
+    yn: &mut [f64],
+    h: &[f64],
+    step: &[f64],
+    rows: &[f64],
+    v: &[f64],
+    d: &[f64],
+    f: f64,
+    slope: f64,
+) -> Option<(f64, f64)> {
+    let k = h.len();
+    let mut t = 1.0;
+    for _ in 0..MAX_TRIALS {
+        for a in 0..k {
+            hn[a] = (h[a] + t * step[a]).max(0.0);
+        }
+        mat_vec(rows, hn, k, yn);
+        let fnew = objective(d, hn, v, yn);
+        if fnew.is_finite() && fnew <= f + SIGMA * t * slope {
+            return Some((t, fnew));
+        }
+        t *= 0.5;
+    }
+    None
 }
 
 /// The stopping rule after an accepted step: no score moved by more than `tol` times the

@@ -5,6 +5,42 @@
 
 use std::ops::{Deref, DerefMut};
 
+/// An instruction set the lane kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdPath {
+    /// The baseline target (SSE2 on x86-64).
+    Scalar,
+    /// AVX2 (x86-64), chosen at run time.
+    Avx2,
+}
+
+impl SimdPath {
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            SimdPath::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            SimdPath::Avx2 => false,
+        }
+    }
+
+    /// The paths this CPU can run.
+    pub fn available() -> Vec<SimdPath> {
+        [SimdPath::Scalar, SimdPath::Avx2].into_iter().filter(|p| p.is_available()).collect()
+    }
+
+    /// The widest path of this CPU.
+    pub fn best() -> SimdPath {
+        if SimdPath::Avx2.is_available() {
+            SimdPath::Avx2
+        } else {
+            SimdPath::Scalar
+        }
+    }
+}
+
 /// Cells solved together.
 pub const LANES: usize = 8;
 
