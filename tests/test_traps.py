@@ -337,7 +337,7 @@ def test_metrics_drops_predictions_outside_labels():
     obs.loc[150:159, "pred_scored"] = False
     assert metrics(obs, pred_key="pred", sample_key=None, metric="recall", scheme="all").loc["SE02", "SE02"] == 0.9
     assert metrics(obs, pred_key="pred", sample_key=None, metric="recall").loc["SE02", "SE02"] == 1.0
-    with pytest.raises(ValueError, match="scheme must be 'r'"):
+    with pytest.raises(ValueError, match="scheme must be one of 'all', 'r'"):
         metrics(obs, pred_key="pred", scheme="honest")
 
 
