@@ -1,34 +1,14 @@
 //! Every compiled copy of the NMF lane kernel (scalar, AVX2, AVX-512) that this CPU runs gives
 //! the same bits, on random problems and on R's fixtures, for any thread count.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+mod common;
 
 use ecorecover_core::nmf::{simd_level, update_h_with, update_w_with, KernelPath, StopRule};
 use ecorecover_core::{Cancel, CoreError};
 use ndarray::Array2;
 use proptest::prelude::*;
 
-fn fixture(rel: &str) -> Vec<Vec<String>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
-    let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader: Box<dyn Read> =
-        if rel.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
-    BufReader::new(reader)
-        .lines()
-        .map(|l| l.unwrap().split('\t').map(str::to_string).collect())
-        .filter(|r: &Vec<String>| !r.is_empty() && !r[0].is_empty())
-        .collect()
-}
-
-/// A matrix file: header, then row name + values.
-fn matrix(rel: &str) -> Array2<f64> {
-    let rows = fixture(rel);
-    let body = &rows[1..];
-    let ncol = body[0].len() - 1;
-    Array2::from_shape_fn((body.len(), ncol), |(i, j)| body[i][j + 1].parse().unwrap())
-}
+use common::{fixture, matrix};
 
 fn bits(a: &Array2<f64>) -> Vec<u64> {
     a.iter().map(|x| x.to_bits()).collect()

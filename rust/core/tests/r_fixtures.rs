@@ -1,9 +1,8 @@
 //! The core against R's reference outputs in `tests/fixtures` (no Python involved).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 
 use ecorecover_core::nmf::{update_h, update_w, StopRule};
 use ecorecover_core::preprocess::{scale_dense, ScaleMethod};
@@ -11,25 +10,7 @@ use ecorecover_core::rng::RRandom;
 use ecorecover_core::Cancel;
 use ndarray::Array2;
 
-fn fixture(rel: &str) -> Vec<Vec<String>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
-    let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader: Box<dyn Read> =
-        if rel.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
-    BufReader::new(reader)
-        .lines()
-        .map(|l| l.unwrap().split('\t').map(str::to_string).collect())
-        .filter(|r: &Vec<String>| !r.is_empty() && !r[0].is_empty())
-        .collect()
-}
-
-/// A matrix file: header, then row name + values. Rust's float parsing is exact.
-fn matrix(rel: &str) -> Array2<f64> {
-    let rows = fixture(rel);
-    let body = &rows[1..];
-    let ncol = body[0].len() - 1;
-    Array2::from_shape_fn((body.len(), ncol), |(i, j)| body[i][j + 1].parse().unwrap())
-}
+use common::{fixture, matrix};
 
 #[test]
 fn sample_int_draws_match_r() {
