@@ -33,7 +33,9 @@ def expression() -> dict[str, pd.DataFrame]:
 
 
 def details(fractions, expr, **kw):
-    return nmf_generate_w_details(fractions, expr, rng=RRandom(1), **kw)  # R: set.seed(1) before the call
+    # nmf_generate_w's defaults; R: set.seed(1) before the call
+    args = {"scale": True, "n_features": 300, "n_features_per_se": 50, **kw}
+    return nmf_generate_w_details(fractions, expr, rng=RRandom(1), **args)
 
 
 @pytest.mark.parametrize("case", list(CASES))

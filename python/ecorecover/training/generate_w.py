@@ -88,24 +88,14 @@ def nmf_generate_w(
     W as a DataFrame: features (``GENE__pos`` / ``GENE__neg``, or gene names when nothing was
     negative) x SEs (the columns of ``fractions``), rows by decreasing row sum.
     """
-    return nmf_generate_w_details(
-        fractions, expression, scale=scale, n_features=n_features,
-        n_features_per_se=n_features_per_se, seed=seed, rng=rng,
-    )["W"]
+    return nmf_generate_w_details(fractions, expression, scale=scale, n_features=n_features,
+                                  n_features_per_se=n_features_per_se, rng=_resolve_rng(seed, rng))["W"]
 
 
-@validate_params(GENERATE_W_PARAMS)
-def nmf_generate_w_details(
-    fractions: pd.DataFrame,
-    expression: pd.DataFrame,
-    *,
-    scale: bool = True,
-    n_features: int = 300,
-    n_features_per_se: int | None = 50,
-    seed: int | None = None,
-    rng: RRandom | None = None,
-) -> GeneratedW:
-    """:func:`nmf_generate_w` with its intermediates (see :class:`GeneratedW`)."""
+def nmf_generate_w_details(fractions: pd.DataFrame, expression: pd.DataFrame, *, scale: bool, n_features: int,
+                           n_features_per_se: float | None, rng: RRandom) -> GeneratedW:
+    """The steps of :func:`nmf_generate_w` (its arguments checked, the initial W drawn from
+    ``rng``) with their intermediates (see :class:`GeneratedW`)."""
     if not isinstance(fractions, pd.DataFrame):
         raise ParameterTypeError(f"fractions must be a pandas DataFrame (samples x SEs), got {type(fractions).__name__}")
     if not isinstance(expression, pd.DataFrame):
@@ -127,7 +117,7 @@ def nmf_generate_w_details(
     if f.p.shape[1] == 0:
         raise TrainingInputError("no feature varies across the samples after scaling and posneg")
     m, k = f.p.shape[1], fv.shape[1]
-    w0 = initial_w(_resolve_rng(seed, rng), m, k)
+    w0 = initial_w(rng, m, k)
     v = np.ascontiguousarray(f.p.T)
     codes = _membership(fv)
     if codes is not None:  # 0/1 membership: the W-steps converge to the per-SE means (METHOD.md 1.3)
