@@ -73,3 +73,26 @@ def test_find_stack_level_skips_the_package_frames_only(depth: int) -> None:
         return find_stack_level() if n == 0 else nested(n - 1)
 
     assert nested(depth) == 1
+
+
+def _recovery_case(rng: np.random.Generator) -> tuple[Any, dict[str, pd.DataFrame]]:
+    """30 cells of one type, 10 genes of which the model has 12 (2 missing), counts up to ~200."""
+    import anndata
+
+    genes = [f"G{i}" for i in range(12)]
+    feats = [g + "__pos" for g in genes] + [g + "__neg" for g in genes]
+    w = pd.DataFrame(rng.uniform(0.1, 1.0, (len(feats), 2)), index=feats, columns=["SE1", "SE2"])
+    x = rng.poisson(rng.uniform(1.0, 120.0, 10), (30, 10)).astype(np.float64)
+    a = anndata.AnnData(x, obs=pd.DataFrame({"CellType": ["T"] * 30}, index=[f"c{i}" for i in range(30)]))
+    a.var_names = genes[:10]
+    return a, {"T": w}
+
+
+@pytest.mark.parametrize("category", [errors.RawCountWarning, er.RecoveryWarning])
+def test_recover_warning_at_the_caller(category: type[Warning]) -> None:
+    """recover() (validate_params decorator, then the statistics passes or the gene matching,
+    several modules deep) warns of raw counts and of model genes missing from the data."""
+    adata, model = _recovery_case(np.random.default_rng(0))
+    line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+    found = _caught(lambda: er.recover(adata, model, progress=False), category)
+    _assert_here(found, line)

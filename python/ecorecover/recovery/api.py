@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Mapping
 from numbers import Real
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -32,6 +31,7 @@ from .. import _collate
 from .._input_data import check_nonnegative, check_writable
 from .._validation import resolve_threads
 from .._params import Interval, StrOptions, check_params
+from .._warnings import warn
 from ..errors import InputDataError, ParameterError, RecoveryWarning
 from .assemble import Assembled, assemble, model_provenance, output_keys, published_postprocess, summary, write
 from .constants import MIN_GENES_EXPRESSED, UNSCORED_REASONS, Mode
@@ -112,17 +112,16 @@ def _score(
     t0 = time.perf_counter()
     checks = BlockChecks(inp.cell_ids, GeneNames(inp.genes, match.kept), inp.negative_error)
     stats = compute_statistics(
-        engine, match.groups, match.group_of_row, len(match.kept), scale=scale, guard=True, checks=checks, stacklevel=3,
+        engine, match.groups, match.group_of_row, len(match.kept), scale=scale, guard=True, checks=checks,
     )
     timings["statistics_s"] = time.perf_counter() - t0
     omitted = int(stats.omitted.sum())
     if omitted:
         by_type = pd.Series(labels[stats.omitted]).value_counts()
-        warnings.warn(
+        warn(
             f"{omitted} cells express fewer than {MIN_GENES_EXPRESSED} model genes and are not scored "
             "(scores 0, SE 'NonSE', scored False): " + ", ".join(f"{ct} ({c})" for ct, c in by_type.items()),
             RecoveryWarning,
-            stacklevel=3,
         )
     unscored["too_few_genes_expressed"] = omitted
     t0 = time.perf_counter()

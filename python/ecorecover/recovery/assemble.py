@@ -8,7 +8,6 @@ the keys ecorecover wrote.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 
 from .. import _collate
 from .._input_data import record_written
+from .._warnings import warn
 from ..errors import RecoveryWarning
 from .constants import NON_SE
 from .matching import Group
@@ -54,11 +54,10 @@ def _warn_no_features(failed: dict[str, list[int]], cells_per_run: int, mode: st
         if mode == "exact" and cells_per_run < 3
         else " (the model's features are constant over these cells, or none of them is in W)"
     )
-    warnings.warn(
+    warn(
         f"{n_cells} cells {what}are not scored (scores 0, SE {NON_SE!r}, scored False): no model feature is "
         "left after the zero-variance filter: " + ", ".join(f"{ct} ({sum(v)})" for ct, v in failed.items()) + tip,
         RecoveryWarning,
-        stacklevel=3,
     )
 
 

@@ -10,7 +10,6 @@ names.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from .._input_data import MatrixSource, negative_values_error, select_matrix
 from .._labels import check_label_types
 from .._params import Interval, StrOptions, check_params
 from .._validation import resolve_threads
+from .._warnings import warn
 from ..errors import InputDataError, ParameterError, ParameterTypeError, RecoveryWarning, ShapeError
 from ..model import _as_weight_frame
 from .constants import OUTPUT_COLUMNS
@@ -133,10 +133,9 @@ def unique_names(names: Sequence[str], what: str) -> dict[str, int]:
         else:
             pos[nm] = i
     if dups:
-        warnings.warn(
+        warn(
             f"{len(dups)} duplicated {what} (e.g. {dups[:3]}); the first occurrence of each is used",
             RecoveryWarning,
-            stacklevel=3,
         )
     return pos
 

@@ -9,7 +9,6 @@ model genes) are counted in ``unscored`` and announced once each.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .._warnings import warn
 from ..errors import GeneMatchError, RecoveryWarning
 from .constants import MIN_CELLS, MIN_MODEL_GENES, MISSING_GENES_WARN, NON_SE
 from .inputs import RecoveryInput, unique_names
@@ -78,13 +78,12 @@ def gene_report(ct: str, genes: list[str], present: list[str], data_genes: Seque
     missing = [g for g in genes if g not in have]
     frac = len(present) / len(genes)
     if n_ct > 0 and len(missing) > MISSING_GENES_WARN * len(genes):
-        warnings.warn(
+        warn(
             f"only {len(present)} of the {len(genes)} genes of the {ct!r} model ({100 * frac:.1f}%) are in the "
             f"data; missing e.g. {missing[:6]} (all listed in uns[key_added]['genes_found'][{ct!r}]['missing']). "
             "Its scores rest on the genes found; check for renamed genes (e.g. IL8 = CXCL8)"
             + case_hint(missing, data_genes),
             RecoveryWarning,
-            stacklevel=3,
         )
     return {"found": len(present), "total": len(genes), "fraction": frac, "missing": missing}
 
@@ -124,11 +123,10 @@ def match_groups(
             unscored["too_few_cells"] += n_ct
             continue
         if len(present) < MIN_MODEL_GENES:
-            warnings.warn(
+            warn(
                 f"{n_ct} {ct!r} cells are not scored: only {len(present)} of the model's genes are in the "
                 f"data (at least {MIN_MODEL_GENES} needed; R returns NaN scores)",
                 RecoveryWarning,
-                stacklevel=3,
             )
             unscored["too_few_model_genes"] += n_ct
             continue
@@ -149,20 +147,18 @@ def warn_unmodelled(
     """Warn about (and count) the cells of types too small or without a model."""
     small = [ct for ct in models if ct in counts.index and int(counts[ct]) < MIN_CELLS]
     if small:
-        warnings.warn(
+        warn(
             f"{unscored['too_few_cells']} cells of cell types with fewer than {MIN_CELLS} cells are not scored "
             f"(scores 0, SE {NON_SE!r}, scored False): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in small),
             RecoveryWarning,
-            stacklevel=3,
         )
     no_model = [ct for ct in counts.index if ct not in models]
     n_unlabelled = int(sum(1 for x in labels if x is None))
     unscored["no_model"] = int(sum(int(counts[ct]) for ct in no_model)) + n_unlabelled
     if unscored["no_model"]:
-        warnings.warn(
+        warn(
             f"{unscored['no_model']} cells have no model for their cell type and are not scored (scores 0, SE "
             f"{NON_SE!r}, scored False): " + ", ".join(f"{ct} ({int(counts[ct])})" for ct in no_model[:10])
             + (f"{', ' if no_model else ''}unlabelled ({n_unlabelled})" if n_unlabelled else ""),
             RecoveryWarning,
-            stacklevel=3,
         )

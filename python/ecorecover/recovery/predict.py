@@ -7,13 +7,13 @@ single W over all cells of the input, without cell types, raw-count guard or Ann
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .._warnings import warn
 from ..errors import GeneMatchError, ParameterTypeError, RecoveryWarning
 from .constants import MIN_GENES_EXPRESSED, MIN_MODEL_GENES, Mode
 from .engine import ThreadEngine
@@ -161,11 +161,10 @@ def nmf_predict(
     check_unique_ids(cell_ids)
     g = _group(w, genes, unique_names(genes, "gene names in x"), len(cell_ids))
     if len(g.present) < MIN_MODEL_GENES:
-        warnings.warn(
+        warn(
             f"only {len(g.present)} of the model's genes are in x (at least {MIN_MODEL_GENES} needed): "
             "scores are NaN, as R",
             RecoveryWarning,
-            stacklevel=2,
         )
         out = pd.DataFrame(np.nan, index=cell_ids, columns=list(w.columns))
         return (out, []) if return_runs else out
@@ -174,10 +173,9 @@ def nmf_predict(
     group_of_row = np.zeros(len(cell_ids), dtype=np.int64)
     stats = compute_statistics(engine, [g], group_of_row, len(genes), scale=bool(scale), guard=False, checks=checks)
     if stats.omitted.any():
-        warnings.warn(
+        warn(
             f"{int(stats.omitted.sum())} cells express fewer than {MIN_GENES_EXPRESSED} genes and are omitted, as R",
             RecoveryWarning,
-            stacklevel=2,
         )
     plan = plan_runs([g], len(cell_ids), mode, int(cells_per_run))
     job = SolveJob(mode, sum_to_one=sum_to_one, keep_details=return_runs)

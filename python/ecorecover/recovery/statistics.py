@@ -17,7 +17,6 @@ the data look like counts) deciding whether pass 1 is repeated.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 from .. import _core
+from .._warnings import warn
 from ..errors import NonFiniteValueError, RawCountWarning
 from ..preprocessing import RAW_COUNT_MAX
 from .constants import SCALE_MAX
@@ -175,16 +175,15 @@ class BlockChecks:
         self.min, self.max = min(self.min, scan.min), max(self.max, scan.max)
         self.implicit_zero = self.implicit_zero or scan.implicit_zero
 
-    def guard_fires(self, stacklevel: int) -> bool:
+    def guard_fires(self) -> bool:
         """R's raw-count guard on the model genes (min >= 0, max > 80): warn and return True."""
         mn = min(self.min, 0.0) if self.implicit_zero else self.min
         if mn >= 0 and self.max > RAW_COUNT_MAX:
-            warnings.warn(
+            warn(
                 f"the expression matrix (model genes) looks like raw counts (min >= 0, max {self.max:g} > "
                 f"{RAW_COUNT_MAX:g}); applying log2(x + 1) as R SpatialEcoTyper does. Pass "
                 "log-normalised data (ecorecover.preprocessing.log_normalize) to avoid this.",
                 RawCountWarning,
-                stacklevel=stacklevel + 1,
             )
             return True
         return False
@@ -206,7 +205,7 @@ class Statistics:
 
 def compute_statistics(
     engine: Engine, groups: list[Group], group_of_row: I64, n_cols: int, *, scale: bool, guard: bool,
-    checks: BlockChecks, stacklevel: int = 1,
+    checks: BlockChecks,
 ) -> Statistics:
     """Passes 1 (repeated on ``log2(x + 1)`` when the raw-count guard fires) and 2 (``scale``).
     Drops the omitted cells from ``groups`` (``rows``, ``n_scored``)."""
@@ -214,7 +213,7 @@ def compute_statistics(
     for attempt in range(2):
         job = Pass1Job(group_of_row, scale, len(groups), n_cols, attempt == 0, fired, checks.refuse_negative is not None)
         res = engine.pass1(job, checks)
-        if job.first and guard and checks.guard_fires(stacklevel + 1):
+        if job.first and guard and checks.guard_fires():
             fired = True
             continue
         break
