@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from .. import _collate
 from .._input_data import check_nonnegative, check_writable
 from .._validation import resolve_threads
-from .._params import Interval, StrOptions, check_params
+from .._params import Interval, StrOptions, validate_params
 from .._warnings import warn
 from ..errors import InputDataError, ParameterError, RecoveryWarning
 from .assemble import Assembled, assemble, model_provenance, output_keys, published_postprocess, summary, write
@@ -54,23 +54,14 @@ _log = logging.getLogger("ecorecover.recover")
 ObjArray = npt.NDArray[np.object_]
 
 
-#: recover()'s arguments checked before any work (ecorecover._params), in this order.
+#: What recover()'s arguments accept, checked before any work by its ``validate_params``
+#: declaration, in this order.
 RECOVER_PARAMS: dict[str, list[Any]] = {
     "min_score": [Interval(Real, 0, 1)],  # scores sum to 1 per cell
     **RUN_PARAMS,
     "collation": [StrOptions({"icu", "C"})],
     "key_added": [str],
 }
-
-
-def _check_args(min_score: Any, cells_per_run: Any, mode: Any, n_jobs: Any, collation: Any, key_added: Any) -> int:
-    """Check the arguments (ParameterError / ParameterTypeError); returns the thread count."""
-    values = {"min_score": min_score, "cells_per_run": cells_per_run, "mode": mode, "n_jobs": n_jobs,
-              "collation": collation, "key_added": key_added}
-    check_params("ecorecover.recover()", RECOVER_PARAMS, values)
-    if not key_added:
-        raise ParameterError("ecorecover.recover(): key_added must be a non-empty string, got ''")
-    return resolve_threads(n_jobs)
 
 
 def _check_target(inp: RecoveryInput, copy: bool, key_added: str, overwrite: bool) -> None:
@@ -149,7 +140,6 @@ def _deliver(inp: RecoveryInput, res: Assembled, info: dict[str, Any], key_added
     return target if copy else res.table
 
 
-
 @overload
 def recover(
     adata: Any,
@@ -222,6 +212,7 @@ def recover(
 ) -> pd.DataFrame | AnnData: ...
 
 
+@validate_params(RECOVER_PARAMS, where="ecorecover.recover()")
 def recover(
     adata: Any,
     model: Mapping[str, pd.DataFrame],
@@ -355,7 +346,9 @@ def recover(
     ``"ecorecover.recover"`` logger at INFO level; the progress bar is off when stderr is not
     a terminal.
     """
-    threads = _check_args(min_score, cells_per_run, mode, n_jobs, collation, key_added)
+    if not key_added:  # a str (checked above), but empty
+        raise ParameterError("ecorecover.recover(): key_added must be a non-empty string, got ''")
+    threads = resolve_threads(n_jobs)
     models = check_model(model)
     check_se_names(models)
     inp, labels = read_input(adata, celltype_key, celltypes, gene_symbols, layer, use_raw)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .._input_data import MatrixSource, negative_values_error, select_matrix
 from .._labels import check_label_types
-from .._params import Interval, StrOptions, check_params
+from .._params import Interval, StrOptions
 from .._validation import resolve_threads
 from .._warnings import warn
 from ..errors import InputDataError, ParameterError, ParameterTypeError, RecoveryWarning, ShapeError
@@ -33,12 +33,11 @@ __all__ = [
     "RecoveryInput",
     "align_labels",
     "check_model",
-    "check_options",
     "check_se_names",
     "check_unique_ids",
     "label_array",
     "read_input",
-    "resolve_threads",
+    "resolve_threads",  # re-exported for ecorecover.dask
     "RUN_PARAMS",
     "unique_names",
 ]
@@ -74,19 +73,13 @@ class GeneNames:
         return self.genes[self.kept[i]]
 
 
-#: The run options shared by recover() and nmf_predict(), checked in this order.
+#: What the run options shared by recover() and nmf_predict() accept (their ``validate_params``
+#: declarations), in the order they are checked.
 RUN_PARAMS: dict[str, list[Any]] = {
     "cells_per_run": [Interval(Integral, 1, None)],
     "mode": [StrOptions({"exact", "fast"})],
     "n_jobs": ["n_jobs"],
 }
-
-
-def check_options(where: str, cells_per_run: Any, mode: Any, n_jobs: Any) -> int:
-    """Check the options shared by recover() and nmf_predict() (``where``: the function, for
-    messages); returns the thread count."""
-    check_params(where, RUN_PARAMS, {"cells_per_run": cells_per_run, "mode": mode, "n_jobs": n_jobs})
-    return resolve_threads(n_jobs)
 
 
 def check_model(model: Any) -> dict[str, pd.DataFrame]:

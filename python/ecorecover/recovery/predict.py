@@ -13,11 +13,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .._params import validate_params
 from .._warnings import warn
 from ..errors import GeneMatchError, ParameterTypeError, RecoveryWarning
 from .constants import MIN_GENES_EXPRESSED, MIN_MODEL_GENES, Mode
 from .engine import ThreadEngine
-from .inputs import check_model, check_options, check_unique_ids, unique_names
+from .inputs import RUN_PARAMS, check_model, check_unique_ids, resolve_threads, unique_names
 from .matching import Group, model_genes
 from .plan import plan_runs
 from .solvers import RunResult, SolveJob
@@ -76,7 +77,6 @@ def _table(results: list[RunResult], cell_ids: list[str], w: pd.DataFrame, retur
     return pd.DataFrame(vals, index=idx, columns=list(w.columns)), runs
 
 
-
 @overload
 def nmf_predict(
     w: pd.DataFrame,
@@ -119,6 +119,7 @@ def nmf_predict(
 ) -> pd.DataFrame | tuple[pd.DataFrame, Runs]: ...
 
 
+@validate_params(RUN_PARAMS, where="ecorecover.nmf_predict()")
 def nmf_predict(
     w: pd.DataFrame,
     x: Any,
@@ -155,7 +156,7 @@ def nmf_predict(
         Scored cells (with ``scale``, those expressing fewer than 3 genes are omitted, as R) x
         SEs, in ``w``'s column order; with ``return_runs``, ``(scores, runs)``.
     """
-    threads = check_options("ecorecover.nmf_predict()", cells_per_run, mode, n_jobs)
+    threads = resolve_threads(n_jobs)
     w = check_model({"W": w})["W"]
     cell_ids, genes, mat = _matrix(x)
     check_unique_ids(cell_ids)
