@@ -18,7 +18,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..errors import ShapeError
-from ..recovery.engine import progress_bar
+from ..recovery.engine import runs_bar
 from ..recovery.plan import RunPiece, RunPlan, join_pieces, runs_in_block
 from ..recovery.solvers import RunResult, SolveJob, solve_run
 from ..recovery.source import Block, CsrArrays, RowSource, dask_columns, is_dask, kernel_matrix
@@ -235,7 +235,7 @@ class DaskEngine:
         pieces: dict[int, list[Any]] = {}
         pending: set[Any] = set()
         results: list[RunResult] = []
-        bar = progress_bar(len(plan.runs), progress, f"ecorecover.recover: runs ({job.mode})")
+        bar = runs_bar(plan, job, progress)
 
         def collect(done: Any) -> None:
             for f in done:

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._progress import Progress, progress_bar
 from .plan import RunCells, RunPiece, RunPlan, join_pieces, runs_in_block
 from .solvers import RunResult, SolveJob, solve_run
 from .source import Block, RowSource
@@ -27,7 +28,7 @@ from .statistics import (
 )
 
 __all__ = [
-    "Engine", "EngineFactory", "Progress", "ThreadEngine", "make_engine", "progress_bar", "register_client_engine",
+    "Engine", "EngineFactory", "Progress", "ThreadEngine", "make_engine", "register_client_engine", "runs_bar",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -72,34 +73,10 @@ def make_engine(source: RowSource, block_size: int, threads: int, client: Any = 
     return _client_engine[0](source, block_size, threads, client)
 
 
-class Progress(Protocol):
-    """A progress bar: tqdm's, or one that shows nothing."""
-
-    def update(self, n: int) -> Any: ...
-
-    def close(self) -> Any: ...
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, enabled: bool, desc: str) -> Progress:
-    """A tqdm bar over ``total`` runs when ``enabled`` and stderr is a terminal."""
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-
-            # disable=None: no bar when stderr is not a terminal (logs, CI, batch jobs)
-            bar: Progress = tqdm(total=total, desc=desc, unit="run", leave=False, disable=None)
-            return bar
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            pass
-    return _NoProgress()
+def runs_bar(plan: RunPlan, job: SolveJob, enabled: bool) -> Progress:
+    """The progress bar over the runs of ``plan`` that every engine shows (made by
+    :func:`ecorecover._progress.progress_bar`: nothing when not ``enabled`` or off a terminal)."""
+    return progress_bar(len(plan.runs), desc=f"ecorecover.recover: runs ({job.mode})", unit="run", enabled=enabled)
 
 
 class ThreadEngine:
@@ -161,7 +138,7 @@ class ThreadEngine:
         kernel_threads = max(1, self.threads // n_workers)
         pending: set[Future[RunResult]] = set()
         results: list[RunResult] = []
-        bar = progress_bar(len(plan.runs), progress, f"ecorecover.recover: runs ({job.mode})")
+        bar = runs_bar(plan, job, progress)
         # The workers' kernels never see Ctrl-C (only the main thread does): cancelling this token
         # stops the ones still running within milliseconds when the loop below is left early.
         cancel = _core.CancelToken()
