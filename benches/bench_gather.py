@@ -1,6 +1,7 @@
 """Throughput of the statistics passes (pass 1 + pass 2, the raw-count guard's scan included)
-and of the run extraction: the compiled gather kernel (``_core.gather_*``) against recovery's
-numpy path (``recovery.statistics.compute_statistics`` on the in-process engine), on 50,000 x 2,000 dense and CSR inputs.
+and of the run extraction: the compiled gather kernel (``_core.gather_*``) against the old
+numpy path (``reference_statistics`` of ``tests/_numpy_recovery.py``, the reference the tests
+hold the kernel to), on 50,000 x 2,000 dense, CSR and CSC inputs.
 
     python3 benches/bench_gather.py [--cells 50000] [--genes 2000] [--kept 1500] [--threads 2]
 
@@ -10,31 +11,26 @@ Not a test; prints one line per (input, path) with seconds and cells per second.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from ecorecover import _core
-from ecorecover.recovery.engine import ThreadEngine
-from ecorecover.recovery.matching import Group
-from ecorecover.recovery.source import RowSource, block_size
-from ecorecover.recovery.statistics import BlockChecks, compute_statistics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _numpy_recovery import reference_statistics  # noqa: E402
 
 
 def numpy_path(x: Any, kept: np.ndarray, gor: np.ndarray, g_n: int, threads: int) -> np.ndarray:
-    groups = [
-        Group(name=f"t{i}", w=pd.DataFrame(), genes=[], cols=np.arange(len(kept)), present=[], posneg=True,
-              rows=np.flatnonzero(gor == i))
-        for i in range(g_n)
-    ]
-    engine = ThreadEngine(RowSource(x, kept), block_size(len(kept)), threads)
+    """The sds of the old numpy path (single-threaded; `threads` unused)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stats = compute_statistics(engine, groups, gor, len(kept), scale=True, guard=True, checks=BlockChecks([], [], None))
+        stats = reference_statistics(x, kept, gor, g_n, True, 5000)
     return np.asarray(stats.sd)
 
 
@@ -74,7 +70,7 @@ def main() -> None:
     dense = np.where(rng.random((a.cells, a.genes)) < 0.2, rng.random((a.cells, a.genes)) * 4, 0.0)
     kept = np.sort(rng.choice(a.genes, a.kept, replace=False)).astype(np.int64)
     gor = rng.integers(-1, 10, a.cells).astype(np.int64)
-    for name, x in (("dense", dense), ("csr", sp.csr_matrix(dense))):
+    for name, x in (("dense", dense), ("csr", sp.csr_matrix(dense)), ("csc", sp.csc_matrix(dense))):
         t, c = time.perf_counter(), time.process_time()
         ref = numpy_path(x, kept, gor, 10, a.threads)
         t_np, c_np = time.perf_counter() - t, time.process_time() - c

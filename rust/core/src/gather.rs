@@ -253,6 +253,8 @@ fn check_rows(rows: &Range<usize>, n_rows: usize, groups: usize) -> Result<()> {
     Ok(())
 }
 
+mod cells;
+mod csc;
 mod entries;
 mod quick;
 mod runs;

@@ -1,197 +1,297 @@
-//! The scaling passes over CSR input through its stored entries only. Rows are read in tiles
-//! of a bounded number of entries, each tile in a few row blocks in parallel: a block checks
-//! its entries (indices in range, no slot twice in a row), scans them, transforms them and
-//! sorts the non-zeros of the scored cells into one bucket per slot chunk, as (accumulator
-//! index, value) in cell order; then each chunk adds its buckets, block after block. A cell
-//! omitted by the "fewer than 3 genes" rule takes its entries back out of the buckets.
+//! The scaling passes over CSR input, through its stored entries only. A tile of rows is
+//! first checked and scanned row by row in parallel (indices in range, no read column twice,
+//! the "fewer than 3 genes" count); then its entries are added straight to the (group, slot)
+//! cells, one walk over each row, rows group by group. With sorted indices the read columns
+//! can be split in ranges ([`SPLIT`]), one task each, that walks its range of every row (two
+//! searches per row): a slot's sum is still taken one value after the other in cell order, so
+//! every split and thread count gives the same bits.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::stats::Acc;
+use super::cells::{load1, load2, store1, store2, Cell, Parts};
+use super::stats::Moments;
 use super::{bad_index, dup, Columns, Index, Quick, Scan, Sparse, Tr, Value, EXPRESSED, MIN_GENES_EXPRESSED, NONE};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
-/// Stored entries per tile.
-const ENTRIES: usize = 1 << 16;
+/// Stored entries per tile (indices and values stay in L2 between the two walks).
+const ENTRIES: usize = 1 << 14;
+/// Whether sorted rows are split in column ranges, one task each. Off: on this 2-core machine
+/// two tasks took twice the CPU time of one and no less wall time (the check before, row
+/// blocks in parallel, is where the threads help).
+const SPLIT: bool = false;
+/// Rows per parallel task of the check.
+const ROWS: usize = 64;
 
-/// A row block's state, kept from tile to tile.
-#[derive(Default)]
-struct Block {
-    idx: Vec<Vec<u32>>,
-    val: Vec<Vec<f64>>,
-    seen: Vec<usize>,
-    scan: Scan,
+/// The read columns in column order, in ranges: `slots[p]` the slots of range `p` (columns
+/// `bounds[p]..bounds[p + 1]`), `lut[c]` column `c`'s position within its range (`NONE`: not
+/// read; `lut[n_cols]` stands for every index out of range).
+struct Split {
+    slots: Vec<Vec<usize>>,
+    bounds: Vec<usize>,
+    lut: Vec<u32>,
 }
 
-/// Where a slot's values go: (chunk, index within the chunk's group row).
-fn parts<A: Acc>(k: usize, acc: &[A]) -> Vec<(u32, u32)> {
-    let mut out = vec![(0, 0); k + 1]; // + the dummy slot of unread columns
-    for (c, a) in acc.iter().enumerate() {
-        let (s0, len) = a.span();
-        for (j, o) in out[s0..s0 + len].iter_mut().enumerate() {
-            *o = (c as u32, j as u32);
+fn split(cols: &Columns, n_cols: usize, n_parts: usize) -> Split {
+    let mut order: Vec<(usize, usize)> = cols.cols.iter().enumerate().map(|(s, &c)| (c, s)).collect();
+    order.sort_unstable();
+    let per = order.len().div_ceil(n_parts.max(1)).max(1);
+    let (mut lut, mut slots, mut bounds) = (vec![NONE; n_cols + 1], Vec::new(), vec![0]);
+    for (p, ch) in order.chunks(per).enumerate() {
+        if p > 0 {
+            bounds.push(ch[0].0);
         }
+        for (j, &(c, _)) in ch.iter().enumerate() {
+            lut[c] = j as u32;
+        }
+        slots.push(ch.iter().map(|&(_, s)| s).collect());
+    }
+    if slots.is_empty() {
+        slots.push(Vec::new());
+    }
+    bounds.push(usize::MAX);
+    Split { slots, bounds, lut }
+}
+
+fn unsorted_row(r: usize) -> CoreError {
+    CoreError::InvalidArgument(format!("the columns of row {r} are not sorted although the matrix says so"))
+}
+
+/// The positions of the rows with a group (`eff >= 0`), group by group, ascending within one.
+fn by_group(eff: &[i64]) -> Vec<u32> {
+    let g_n = eff.iter().max().map_or(0, |&g| (g + 1).max(0) as usize);
+    let mut start = vec![0usize; g_n + 1];
+    for &g in eff.iter().filter(|&&g| g >= 0) {
+        start[g as usize + 1] += 1;
+    }
+    for g in 0..g_n {
+        start[g + 1] += start[g];
+    }
+    let mut out = vec![0u32; start[g_n]];
+    for (i, &g) in eff.iter().enumerate().filter(|(_, &g)| g >= 0) {
+        out[start[g as usize]] = i as u32;
+        start[g as usize] += 1;
     }
     out
 }
 
 /// What every row of a pass needs.
-struct Ctx<'a, T, I> {
+struct Csr<'a, T, I> {
     sp: &'a Sparse<'a, T, I>,
     n_cols: usize,
     cols: &'a Columns,
-    part: Vec<(u32, u32)>,
-    w: usize,
     tr: Tr,
 }
 
-impl<T: Value, I: Index> Ctx<'_, T, I> {
-    /// Reads row `r` into `b`'s buckets at the cursors `cur` (if `g >= 0`), without a branch
-    /// on the data: an unread column goes to the dummy slot k and moves no cursor. Returns
-    /// how many slots the row expresses.
+impl<T: Value, I: Index> Csr<'_, T, I> {
     #[inline]
-    fn row(&self, r: usize, g: i64, b: &mut Block, cur: &mut [usize]) -> Result<usize> {
-        let (k, span) = (self.cols.len(), self.sp.range(r));
-        let (mut q, mut expressed) = (Quick::default(), 0);
-        let (add, base) = (g >= 0, if g >= 0 { g as usize * self.w } else { 0 });
-        let (idx, data) = (&self.sp.indices[span.clone()], &self.sp.data[span.clone()]);
-        for (p, (&i, &d)) in span.clone().zip(idx.iter().zip(data)) {
-            let c = i.to_index().filter(|&c| c < self.n_cols).ok_or_else(|| bad_index(p, self.n_cols))?;
-            let s = (self.cols.slot[c] as usize).min(k);
-            let read = s < k;
-            if read & (b.seen[s] == r) {
-                return Err(dup(r, c));
+    fn key(i: &I) -> usize {
+        i.to_index().unwrap_or(usize::MAX)
+    }
+
+    /// The error of row `r`, known to be broken: an index out of range, a read column twice,
+    /// or (sorted) a column before the one it follows.
+    fn row_error(&self, r: usize) -> CoreError {
+        let mut seen = vec![false; self.cols.len()];
+        let (mut prev, span) = (None, self.sp.range(r));
+        for p in span {
+            let c = Self::key(&self.sp.indices[p]);
+            if c >= self.n_cols {
+                return bad_index(p, self.n_cols);
             }
-            b.seen[s] = r;
+            if self.sp.sorted && prev.is_some_and(|q| c < q) {
+                return unsorted_row(r);
+            }
+            prev = Some(c);
+            let s = self.cols.slot[c];
+            if s != NONE && std::mem::replace(&mut seen[s as usize], true) {
+                return dup(r, c);
+            }
+        }
+        unsorted_row(r)
+    }
+
+    /// Checks row `r` (see [`Self::row_error`]), scans its read values into `scan`; returns
+    /// how many slots it expresses when `count`. `lut`: a one-range split's; `seen`: the last
+    /// row that read each position.
+    #[inline]
+    fn check_row(&self, r: usize, lut: &[u32], seen: &mut [usize], scan: &mut Scan, count: bool) -> Result<usize> {
+        let (k, span) = (self.cols.len(), self.sp.range(r));
+        let (idx, data) = (&self.sp.indices[span.clone()], &self.sp.data[span]);
+        let (mut q, mut expressed, mut prev, mut prev_read, mut bad) = (Quick::default(), 0, 0, 0, false);
+        for (&i, &d) in idx.iter().zip(data) {
+            let c = Self::key(&i).min(self.n_cols);
+            let s = lut[c];
+            let read = s != NONE;
+            bad |= c == self.n_cols;
+            if self.sp.sorted {
+                bad |= (c < prev) | (read & (c < prev_read));
+                prev = c;
+                prev_read = if read { c + 1 } else { prev_read };
+            } else {
+                let s = (s as usize).min(k);
+                bad |= read & (seen[s] == r);
+                seen[s] = r;
+            }
             let x = d.to_f64();
             q.see_masked(x, read);
-            let t = self.tr.apply(x);
-            expressed += (read & (t > EXPRESSED)) as usize;
-            let (ch, j) = (self.part[s].0 as usize, self.part[s].1 as usize);
-            let at = cur[ch];
-            b.idx[ch][at] = (base + j) as u32;
-            b.val[ch][at] = t;
-            cur[ch] += (add & read & (t != 0.0)) as usize;
+            if count {
+                expressed += (read & (self.tr.apply(x) > EXPRESSED)) as usize;
+            }
+        }
+        if bad {
+            return Err(self.row_error(r));
         }
         if q.clean() {
-            q.add_to(&mut b.scan);
+            q.add_to(scan);
         } else {
             for (&i, &d) in idx.iter().zip(data) {
-                let s = self.cols.slot[i.to_index().unwrap_or(0)];
+                let s = self.cols.slot[Self::key(&i)];
                 if s != NONE {
-                    b.scan.see(r, s as usize, d.to_f64());
+                    scan.see(r, s as usize, d.to_f64());
                 }
             }
         }
         Ok(expressed)
     }
 
-    /// Rows `rows` (`groups`, `omitted` theirs) into `b`; with `scale`, omits cells of a group
-    /// expressing fewer than 3 slots.
-    fn block(
+    /// Checks and scans the rows from `r0` (`groups`, `omitted` theirs) in parallel; with
+    /// `scale`, marks the scored cells expressing fewer than 3 slots.
+    fn check(&self, r0: usize, groups: &[i64], omitted: &mut [bool], scale: bool, lut: &[u32]) -> Result<Scan> {
+        let k = self.cols.len();
+        groups
+            .par_chunks(ROWS)
+            .zip(omitted.par_chunks_mut(ROWS))
+            .enumerate()
+            .try_fold(
+                || (Scan::default(), Vec::new()),
+                |(mut scan, mut seen), (b, (grp, om))| {
+                    if !self.sp.sorted {
+                        seen.resize(k + 1, usize::MAX);
+                    }
+                    for (i, (&g, o)) in grp.iter().zip(om).enumerate() {
+                        let count = scale && g >= 0;
+                        let e = self.check_row(r0 + b * ROWS + i, lut, &mut seen, &mut scan, count)?;
+                        *o = count && e < MIN_GENES_EXPRESSED;
+                    }
+                    Ok((scan, seen))
+                },
+            )
+            .map(|s| s.map(|(s, _)| s))
+            .try_reduce(Scan::default, |a, b| Ok(a.merge(b)))
+    }
+
+    /// Adds the entries of columns `lo..hi` of the rows `r0 + i` for `i` in `order` (rows with
+    /// a group, `eff`) to `cells` (`len` slots, positions from `lut`), one walk per row.
+    #[allow(clippy::too_many_arguments)]
+    fn add_part<C: Cell>(
         &self,
-        rows: Range<usize>,
-        groups: &[i64],
-        omitted: &mut [bool],
-        scale: bool,
-        b: &mut Block,
+        (r0, order): (usize, &[u32]),
+        eff: &[i64],
+        (lo, hi): (usize, usize),
+        lut: &[u32],
+        cells: &mut [C],
+        len: usize,
     ) -> Result<()> {
-        let n = self.sp.range(rows.start).start;
-        let n = rows.clone().last().map_or(0, |r| self.sp.range(r).end - n);
-        for (i, v) in b.idx.iter_mut().zip(&mut b.val) {
-            i.clear();
-            i.resize(n + 1, 0);
-            v.clear();
-            v.resize(n + 1, 0.0);
-        }
-        let mut cur = vec![0usize; b.idx.len()];
-        let mut marks = cur.clone();
-        for ((r, &g), o) in rows.zip(groups).zip(omitted) {
-            let check = scale && g >= 0;
-            marks.copy_from_slice(&cur);
-            let expressed = self.row(r, g, b, &mut cur)?;
-            *o = check && expressed < MIN_GENES_EXPRESSED;
-            if *o {
-                cur.copy_from_slice(&marks);
+        let stride = len + 1;
+        let mut stamp = if self.sp.sorted { Vec::new() } else { vec![usize::MAX; stride] };
+        for &i in order {
+            let (r, g) = (r0 + i as usize, eff[i as usize]);
+            let span = self.sp.range(r);
+            let (idx, data) = (&self.sp.indices[span.clone()], &self.sp.data[span]);
+            let a = if lo > 0 { idx.partition_point(|i| Self::key(i) < lo) } else { 0 };
+            let b = if hi < usize::MAX { idx.partition_point(|i| Self::key(i) < hi) } else { idx.len() };
+            let cells = &mut cells[g as usize * stride..(g as usize + 1) * stride];
+            let (mut prev, mut bad) = (0, a > b);
+            for (&i, &d) in idx[a..b.max(a)].iter().zip(&data[a..b.max(a)]) {
+                let c = Self::key(&i).min(self.n_cols);
+                let j = lut[c];
+                let jj = (j as usize).min(len);
+                bad |= (c == self.n_cols) | (c < lo) | (c >= hi);
+                if self.sp.sorted {
+                    bad |= (j != NONE) & (c < prev);
+                    prev = if j != NONE { c + 1 } else { prev };
+                } else {
+                    bad |= (j != NONE) & (stamp[jj] == r);
+                    stamp[jj] = r;
+                }
+                cells[jj].add(self.tr.apply(d.to_f64()));
             }
-        }
-        for ((i, v), &c) in b.idx.iter_mut().zip(&mut b.val).zip(&cur) {
-            i.truncate(c);
-            v.truncate(c);
+            if bad {
+                return Err(self.row_error(r));
+            }
         }
         Ok(())
     }
+
+    /// Adds the rows from `r0` with a group (`eff`) to `parts`, one task per column range; the
+    /// rows go group by group (in cell order within a group, which is all a sum sees), so one
+    /// group's cells stay in cache.
+    fn add<C: Cell>(&self, r0: usize, eff: &[i64], s: &Split, parts: &mut Parts<C>) -> Result<()> {
+        let (lut, order) = (&s.lut, by_group(eff));
+        parts.cells.par_iter_mut().zip(&parts.slots).enumerate().try_for_each(|(p, (cells, sl))| {
+            self.add_part((r0, &order), eff, (s.bounds[p], s.bounds[p + 1]), lut, cells, sl.len())
+        })
+    }
+
+    fn split(&self) -> Split {
+        let parts = if SPLIT && self.sp.sorted { rayon::current_num_threads() } else { 1 };
+        split(self.cols, self.n_cols, parts.clamp(1, self.cols.len().max(1)))
+    }
 }
 
-/// One pass over the CSR rows `rows` into `acc` (chunks of `Acc1` or `Acc2`); `omit`: pass 1's
-/// (scale, omitted), else `groups` are final. Returns the scan of the raw values.
+/// Pass 1 over the CSR rows `rows` (see [`super::pass1`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn csr_pass<T: Value, I: Index, A: Acc>(
+pub(super) fn csr_pass1<T: Value, I: Index>(
     sp: &Sparse<T, I>,
     n_cols: usize,
     rows: Range<usize>,
     cols: &Columns,
-    groups: &[i64],
+    (groups, g_n): (&[i64], usize),
+    scale: bool,
     transform: bool,
-    acc: &mut [A],
-    omit: Option<(bool, &mut [bool])>,
+    acc: &mut Moments,
+    omitted: &mut [bool],
 ) -> Result<Scan> {
-    let (k, n_chunks) = (cols.len(), acc.len());
-    let w = acc.first().map_or(1, |a| a.span().1);
-    let ctx = Ctx { sp, n_cols, cols, part: parts(k, acc), w, tr: Tr::new(transform) };
-    let threads = rayon::current_num_threads();
-    let n_blocks = if threads > 1 { 4 * threads } else { 1 };
-    let mut blocks: Vec<Block> = (0..n_blocks)
-        .map(|_| Block {
-            idx: vec![Vec::new(); n_chunks],
-            val: vec![Vec::new(); n_chunks],
-            seen: vec![usize::MAX; k + 1],
-            scan: Scan::default(),
-        })
-        .collect();
-    let (scale, mut scratch);
-    let omitted: &mut [bool] = match omit {
-        Some((s, o)) => {
-            scale = s;
-            o
-        }
-        None => {
-            scale = false;
-            scratch = vec![false; rows.len()];
-            &mut scratch
-        }
-    };
+    let (ctx, k) = (Csr { sp, n_cols, cols, tr: Tr::new(transform) }, cols.len());
+    let (s, lut) = (ctx.split(), split(cols, n_cols, 1).lut);
+    let mut parts = load1(s.slots.clone(), g_n, k, acc);
+    let mut eff = vec![-1i64; rows.len()];
+    let mut scan = Scan::default();
     let start = |r: usize| sp.indptr[r].to_index().unwrap_or(0);
     let mut t0 = rows.start;
     while t0 < rows.end {
         let limit = start(t0) + ENTRIES;
         let t1 = (t0 + 1 + (t0 + 1..rows.end).take_while(|&r| start(r) < limit).count()).min(rows.end);
-        let per = (t1 - t0).div_ceil(n_blocks);
         let (off, end) = (t0 - rows.start, t1 - rows.start);
-        for b in &mut blocks {
-            b.idx.iter_mut().for_each(Vec::clear);
-            b.val.iter_mut().for_each(Vec::clear);
+        scan = scan.merge(ctx.check(t0, &groups[off..end], &mut omitted[off..end], scale, &lut)?);
+        for ((e, &g), &o) in eff[off..end].iter_mut().zip(&groups[off..end]).zip(&omitted[off..end]) {
+            *e = if o { -1 } else { g };
         }
-        blocks
-            .par_iter_mut()
-            .zip(omitted[off..end].par_chunks_mut(per))
-            .zip(groups[off..end].par_chunks(per))
-            .enumerate()
-            .try_for_each(|(i, ((b, o), g))| {
-                let r0 = t0 + i * per;
-                ctx.block(r0..r0 + g.len(), g, o, scale, b)
-            })?;
-        acc.par_iter_mut().enumerate().for_each(|(c, a)| {
-            for b in &blocks {
-                for (&i, &v) in b.idx[c].iter().zip(&b.val[c]) {
-                    a.entry(i as usize, v);
-                }
-            }
-        });
+        ctx.add(t0, &eff[off..end], &s, &mut parts)?;
         t0 = t1;
     }
-    let scan = blocks.iter().fold(Scan::default(), |s, b| s.merge(b.scan));
-    Ok(Scan { cells: (omitted.len() * k) as u64, ..scan })
+    store1(&parts, k, acc);
+    Ok(Scan { cells: (rows.len() * k) as u64, ..scan })
+}
+
+/// Pass 2 over the CSR rows `rows` (see [`super::pass2`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn csr_pass2<T: Value, I: Index>(
+    sp: &Sparse<T, I>,
+    n_cols: usize,
+    rows: Range<usize>,
+    cols: &Columns,
+    (groups, g_n): (&[i64], usize),
+    mean: &[f64],
+    transform: bool,
+    sq: &mut [f64],
+) -> Result<()> {
+    let (ctx, k) = (Csr { sp, n_cols, cols, tr: Tr::new(transform) }, cols.len());
+    let s = ctx.split();
+    let mut parts = load2(s.slots.clone(), g_n, k, sq, mean);
+    ctx.add(rows.start, groups, &s, &mut parts)?;
+    store2(&parts, k, sq);
+    Ok(())
 }

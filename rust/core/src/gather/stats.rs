@@ -2,15 +2,16 @@
 //! non-zeros) and pass 2 (squared deviations from the mean). The slots are split in a few
 //! chunks, one task each, with its own group-major accumulators (`g * w + j`): every sum is
 //! taken one value after the other in cell order whatever the split, so every thread count
-//! gives the same bits. Dense and CSC inputs go through dense tiles, whose rows are added to
-//! the accumulators branch-free (lanes over slots); CSR inputs only through their stored
-//! entries ([`super::entries`]).
+//! gives the same bits. Dense inputs go through dense tiles, whose rows are added to the
+//! accumulators branch-free (lanes over slots); sparse inputs only through their stored
+//! entries ([`super::entries`] for CSR, [`super::csc`] for CSC).
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::entries::csr_pass;
+use super::csc::{csc_pass1, csc_pass2};
+use super::entries::{csr_pass1, csr_pass2};
 use super::{check_len, check_rows, fill_tile, tile_rows, Columns, Index, Matrix, Scan, Value, EXPRESSED};
 use super::{CoreError, MIN_GENES_EXPRESSED};
 use crate::error::Result;
@@ -30,8 +31,6 @@ pub(super) trait Acc: Send {
     fn span(&self) -> (usize, usize);
     /// Adds a tile row's values `v` (the chunk's slots) of a cell of group `g`; zeros skipped.
     fn row(&mut self, g: usize, v: &[f64]);
-    /// Adds one non-zero value at accumulator index `a`.
-    fn entry(&mut self, a: usize, v: f64);
 }
 
 /// Pass 1 of one chunk.
@@ -64,18 +63,6 @@ impl Acc for Acc1 {
             *h = if nz & (x > *h) { x } else { *h };
         }
     }
-
-    #[inline]
-    fn entry(&mut self, a: usize, v: f64) {
-        self.sum[a] += v;
-        self.nnz[a] += 1;
-        if v < self.lo[a] {
-            self.lo[a] = v;
-        }
-        if v > self.hi[a] {
-            self.hi[a] = v;
-        }
-    }
 }
 
 /// Pass 2 of one chunk.
@@ -100,12 +87,6 @@ impl Acc for Acc2 {
             let t = *q + d * d;
             *q = if x != 0.0 { t } else { *q };
         }
-    }
-
-    #[inline]
-    fn entry(&mut self, a: usize, v: f64) {
-        let d = v - self.mu[a];
-        self.sq[a] += d * d;
     }
 }
 
@@ -183,7 +164,7 @@ pub fn pass1<T: Value, I: Index>(
     n_groups: usize,
     scale: bool,
     transform: bool,
-    acc: Moments,
+    mut acc: Moments,
     omitted: &mut [bool],
 ) -> Result<Scan> {
     let (g_n, k) = (n_groups, cols.len());
@@ -192,6 +173,12 @@ pub fn pass1<T: Value, I: Index>(
     check_len("omitted", omitted.len(), rows.len())?;
     for (name, n) in [("sum", acc.sum.len()), ("nnz", acc.nnz.len()), ("lo", acc.lo.len()), ("hi", acc.hi.len())] {
         check_len(name, n, g_n * k)?;
+    }
+    let gr = (groups, g_n);
+    match m {
+        Matrix::Csr(sp, n) => return csr_pass1(sp, *n, rows, cols, gr, scale, transform, &mut acc, omitted),
+        Matrix::Csc(sp, n) => return csc_pass1(sp, *n, rows, cols, gr, scale, transform, &mut acc, omitted),
+        Matrix::Dense(_) => {}
     }
     let (spans, w) = chunks(k);
     let mut parts: Vec<Acc1> = spans
@@ -206,24 +193,15 @@ pub fn pass1<T: Value, I: Index>(
             hi: take(acc.hi, g_n, k, sp, w),
         })
         .collect();
-    let scan = match m {
-        Matrix::Csr(sp, n_cols) => {
-            csr_pass(sp, *n_cols, rows, cols, groups, transform, &mut parts, Some((scale, &mut *omitted)))?
-        }
-        _ => tile_pass(m, rows, cols, transform, &mut parts, |tl, off, eff| {
-            let om = &mut omitted[off..off + eff.len()];
-            let grp = &groups[off..off + eff.len()];
-            eff.par_iter_mut().zip(om.par_iter_mut()).zip(grp).enumerate().with_min_len(8).for_each(
-                |(i, ((e, o), &g))| {
-                    let row = &tl[i * k..(i + 1) * k];
-                    *o = scale
-                        && g >= 0
-                        && row.iter().map(|&v| (v > EXPRESSED) as usize).sum::<usize>() < MIN_GENES_EXPRESSED;
-                    *e = if *o { -1 } else { g };
-                },
-            );
-        })?,
-    };
+    let scan = tile_pass(m, rows, cols, transform, &mut parts, |tl, off, eff| {
+        let om = &mut omitted[off..off + eff.len()];
+        let grp = &groups[off..off + eff.len()];
+        eff.par_iter_mut().zip(om.par_iter_mut()).zip(grp).enumerate().with_min_len(8).for_each(|(i, ((e, o), &g))| {
+            let row = &tl[i * k..(i + 1) * k];
+            *o = scale && g >= 0 && row.iter().map(|&v| (v > EXPRESSED) as usize).sum::<usize>() < MIN_GENES_EXPRESSED;
+            *e = if *o { -1 } else { g };
+        });
+    })?;
     for (p, &sp) in parts.iter().zip(&spans) {
         give(acc.sum, &p.sum, g_n, k, sp, w);
         give(acc.nnz, &p.nnz, g_n, k, sp, w);
@@ -253,21 +231,19 @@ pub fn pass2<T: Value, I: Index>(
     check_len("mean", mean.len(), g_n * k)?;
     check_len("sq", sq.len(), g_n * k)?;
     check_groups(groups, g_n)?;
+    match m {
+        Matrix::Csr(sp, n) => return csr_pass2(sp, *n, rows, cols, (groups, g_n), mean, transform, sq),
+        Matrix::Csc(sp, n) => return csc_pass2(sp, *n, rows, cols, (groups, g_n), mean, transform, sq),
+        Matrix::Dense(_) => {}
+    }
     let (spans, w) = chunks(k);
     let mut parts: Vec<Acc2> = spans
         .iter()
         .map(|&sp| Acc2 { s0: sp.0, len: sp.1, w, sq: take(sq, g_n, k, sp, w), mu: take(mean, g_n, k, sp, w) })
         .collect();
-    match m {
-        Matrix::Csr(sp, n_cols) => {
-            csr_pass(sp, *n_cols, rows, cols, groups, transform, &mut parts, None)?;
-        }
-        _ => {
-            tile_pass(m, rows, cols, transform, &mut parts, |_, off, eff| {
-                eff.copy_from_slice(&groups[off..off + eff.len()]);
-            })?;
-        }
-    }
+    tile_pass(m, rows, cols, transform, &mut parts, |_, off, eff| {
+        eff.copy_from_slice(&groups[off..off + eff.len()]);
+    })?;
     for (p, &sp) in parts.iter().zip(&spans) {
         give(sq, &p.sq, g_n, k, sp, w);
     }
