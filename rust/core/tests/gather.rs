@@ -161,6 +161,7 @@ fn layouts(x: &Array2<f64>, f: impl Fn(&Matrix<f64, i64>)) {
     f(&Matrix::Dense(fx.view()));
     let (p, i, d) = csr(x);
     f(&Matrix::Csr(Sparse::new(&p, &i, &d, x.nrows(), true).unwrap(), x.ncols()));
+    f(&Matrix::Csr(Sparse::new(&p, &i, &d, x.nrows(), false).unwrap(), x.ncols()));
     let xt = x.t().to_owned();
     let (p, i, d) = csr(&xt);
     f(&Matrix::Csc(Sparse::new(&p, &i, &d, x.ncols(), true).unwrap(), x.nrows()));
@@ -319,6 +320,36 @@ fn broken_sparse_input_is_refused() {
     assert!(Sparse::new(&[0i64, 5], &i, &d, 1, true).is_err());
     assert!(Columns::new(&[0, 0], 3).is_err());
     assert!(Columns::new(&[3], 3).is_err());
+}
+
+#[test]
+fn passes_refuse_broken_sparse_input() {
+    let cols = Columns::new(&[0, 2], 3).unwrap();
+    let groups = [0i64, 0];
+    let run = |p: &[i64], i: &[i64], sorted: bool, csc: bool| -> String {
+        let d = vec![1.0; i.len()];
+        let sp = Sparse::new(p, i, &d, if csc { 3 } else { 2 }, sorted).unwrap();
+        let m = if csc { Matrix::Csc(sp, 2) } else { Matrix::Csr(sp, 3) };
+        let (mut s, mut z, mut lo, mut hi) = (vec![0.0; 2], vec![0i64; 2], vec![0.0; 2], vec![0.0; 2]);
+        let acc = Moments { sum: &mut s, nnz: &mut z, lo: &mut lo, hi: &mut hi };
+        let e1 = gather::pass1(&m, 0..2, &cols, &groups, 1, false, false, acc, &mut [false; 2]).unwrap_err();
+        let e2 = gather::pass2(&m, 0..2, &cols, &groups, &[0.0, 0.0], false, &mut [0.0; 2]).unwrap_err();
+        assert_eq!(e1.to_string(), e2.to_string());
+        e1.to_string()
+    };
+    // CSR: row 0 stores column 2 twice; columns out of order; an index out of range.
+    for sorted in [true, false] {
+        assert!(run(&[0, 2, 3], &[2, 2, 0], sorted, false).contains("twice"));
+        assert!(run(&[0, 2, 3], &[0, 1, 7], sorted, false).contains("range"));
+    }
+    assert!(run(&[0, 2, 3], &[2, 0, 0], true, false).contains("not sorted"));
+    // CSC: column 0 stores row 1 twice; rows out of order; an index out of range (sorted
+    // columns are searched for the row range, so only unsorted ones see it).
+    for sorted in [true, false] {
+        assert!(run(&[0, 2, 2, 3], &[1, 1, 0], sorted, true).contains("twice"));
+    }
+    assert!(run(&[0, 2, 2, 3], &[0, 1, 5], false, true).contains("range"));
+    assert!(run(&[0, 2, 2, 3], &[1, 0, 0], true, true).contains("not sorted"));
 }
 
 /// Process CPU seconds (user + system, from /proc/self/stat; Linux only).
