@@ -8,8 +8,7 @@ model genes) are counted in ``unscored`` and announced once each.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .._naming import model_genes
 from .._warnings import warn
 from ..errors import GeneMatchError, RecoveryWarning
 from .constants import MIN_CELLS, MIN_MODEL_GENES, MISSING_GENES_WARN, NON_SE
 from .inputs import RecoveryInput, unique_names
 
-__all__ = ["Group", "GroupMatch", "case_hint", "gene_report", "match_groups", "model_genes", "warn_unmodelled"]
-
-_FEATURE_SUFFIX = re.compile(r"__(pos|neg)$")
+__all__ = ["Group", "GroupMatch", "case_hint", "gene_report", "match_groups", "new_group", "warn_unmodelled"]
 
 
 @dataclass
@@ -52,9 +50,11 @@ class GroupMatch:
     genes_found: dict[str, dict[str, Any]]
 
 
-def model_genes(features: Iterable[Any]) -> list[str]:
-    """The genes of a model's features (``__pos`` / ``__neg`` removed), first-seen order."""
-    return list(dict.fromkeys(_FEATURE_SUFFIX.sub("", str(f)) for f in features))
+def new_group(name: str, w: pd.DataFrame, genes: list[str], present: list[str], cols: list[int]) -> Group:
+    """The :class:`Group` of model ``w`` (its ``genes``, those ``present`` at columns ``cols``),
+    without cells yet; posneg features as R decides: W's first row name contains ``"__"``."""
+    return Group(name=name, w=w, genes=genes, cols=np.array(cols, dtype=np.int64), present=present,
+                 posneg="__" in str(w.index[0]))
 
 
 def case_hint(missing: Sequence[str], genes: Sequence[str]) -> str:
@@ -130,11 +130,7 @@ def match_groups(
             )
             unscored["too_few_model_genes"] += n_ct
             continue
-        g = Group(
-            name=ct, w=w, genes=mgenes[ct], present=present,
-            cols=np.array([kept_pos[gene_pos[x]] for x in present], dtype=np.int64),
-            posneg="__" in str(w.index[0]),
-        )
+        g = new_group(ct, w, mgenes[ct], present, [kept_pos[gene_pos[x]] for x in present])
         g.rows = np.flatnonzero(labels == ct)
         out.group_of_row[g.rows] = len(out.groups)
         out.groups.append(g)

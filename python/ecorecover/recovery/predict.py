@@ -13,13 +13,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .._naming import model_genes
 from .._params import validate_params
 from .._warnings import warn
 from ..errors import GeneMatchError, ParameterTypeError, RecoveryWarning
 from .constants import MIN_GENES_EXPRESSED, MIN_MODEL_GENES, Mode
 from .engine import ThreadEngine
 from .inputs import RUN_PARAMS, check_model, check_unique_ids, resolve_threads, unique_names
-from .matching import Group, model_genes
+from .matching import Group, new_group
 from .plan import plan_runs
 from .solvers import RunResult, SolveJob
 from .source import RowSource, block_size
@@ -50,10 +51,7 @@ def _group(w: pd.DataFrame, genes: list[str], gene_pos: dict[str, int], n: int) 
             f"none of the model's {len(mgenes)} genes is in x: the model uses identifiers like {mgenes[:5]}, "
             f"x has columns like {genes[:5]}"
         )
-    g = Group(
-        name="W", w=w, genes=mgenes, present=present,
-        cols=np.array([gene_pos[p] for p in present], dtype=np.int64), posneg="__" in str(w.index[0]),
-    )
+    g = new_group("W", w, mgenes, present, [gene_pos[p] for p in present])
     g.rows = np.arange(n, dtype=np.int64)
     return g
 

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from .. import _core
 from .. import nmf as _nmf
+from .._naming import NEG, POS
 from ..errors import NegativeValueError
 from ..rng import RRandom
 from .constants import SCALE_MAX, SEED, Mode
@@ -186,9 +187,9 @@ def _fast_model(g: Group, const: tuple[Bools, Bools]) -> tuple[F64, F64, int]:
     gneg = np.full((npres, k), np.nan)
     for j, gene in enumerate(g.present):
         if g.posneg:
-            if not pos_const[j] and (i := pos_i.get(gene + "__pos")) is not None:
+            if not pos_const[j] and (i := pos_i.get(gene + POS)) is not None:
                 gpos[j] = wv[i]
-            if not neg_const[j] and (i := pos_i.get(gene + "__neg")) is not None:
+            if not neg_const[j] and (i := pos_i.get(gene + NEG)) is not None:
                 gneg[j] = wv[i]
         elif not pos_const[j] and (i := pos_i.get(gene)) is not None:
             gpos[j] = wv[i]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 from .. import _core
+from .._naming import feature_names
 from .._warnings import warn
 from ..errors import NonFiniteValueError, RawCountWarning
 from ..preprocessing import RAW_COUNT_MAX
@@ -291,7 +292,7 @@ def candidate_features(g: Group) -> tuple[str, ...]:
     """NMFpredict's features of a group's genes present, in V's order: every ``GENE__pos``
     then every ``GENE__neg`` (posneg), or the genes."""
     if g.posneg:
-        return tuple([s + "__pos" for s in g.present] + [s + "__neg" for s in g.present])
+        return tuple(feature_names(g.present))
     return tuple(g.present)
 
 
