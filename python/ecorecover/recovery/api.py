@@ -37,7 +37,7 @@ from .assemble import Assembled, assemble, model_provenance, output_keys, publis
 from .constants import MIN_GENES_EXPRESSED, UNSCORED_REASONS, Mode
 from .engine import Engine, make_engine
 from .inputs import (
-    RUN_PARAMS, GeneNames, RecoveryInput, check_model, check_se_names, check_unique_ids, read_input,
+    RUN_PARAMS, GeneNames, RunOptions, RecoveryInput, check_model, check_se_names, check_unique_ids, read_input,
 )
 from .matching import GroupMatch, match_groups, warn_unmodelled
 from .plan import plan_runs
@@ -47,6 +47,7 @@ from .statistics import BlockChecks, compute_statistics, run_models
 
 if TYPE_CHECKING:
     from anndata import AnnData  # type: ignore[import-untyped,unused-ignore]
+    from typing_extensions import Unpack
 
 __all__ = ["recover"]
 
@@ -140,75 +141,38 @@ def _deliver(inp: RecoveryInput, res: Assembled, info: dict[str, Any], key_added
     return target if copy else res.table
 
 
+class _Options(RunOptions, total=False):
+    """recover()'s options other than ``copy`` and the run options (for its overloads)."""
+
+    celltype_key: str
+    min_score: float
+    key_added: str
+    overwrite: bool
+    progress: bool
+    gene_symbols: str | None
+    celltypes: Any
+    collation: _collate.Collation
+    layer: str | None
+    use_raw: bool
+    client: Any
+
+
+# The return type follows copy; the implementation below spells out every option.
 @overload
 def recover(
-    adata: Any,
-    model: Mapping[str, pd.DataFrame],
-    *,
-    celltype_key: str = "CellType",
-    min_score: float = 0.0,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    key_added: str = "SE_recovered",
-    copy: Literal[False] = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    gene_symbols: str | None = None,
-    celltypes: Any = None,
-    collation: _collate.Collation = "icu",
-    layer: str | None = None,
-    use_raw: bool = False,
-    client: Any = None,
+    adata: Any, model: Mapping[str, pd.DataFrame], *, copy: Literal[False] = False, **options: Unpack[_Options]
 ) -> pd.DataFrame: ...
 
 
 @overload
 def recover(
-    adata: Any,
-    model: Mapping[str, pd.DataFrame],
-    *,
-    celltype_key: str = "CellType",
-    min_score: float = 0.0,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    key_added: str = "SE_recovered",
-    copy: Literal[True],
-    overwrite: bool = False,
-    progress: bool = True,
-    gene_symbols: str | None = None,
-    celltypes: Any = None,
-    collation: _collate.Collation = "icu",
-    layer: str | None = None,
-    use_raw: bool = False,
-    client: Any = None,
+    adata: Any, model: Mapping[str, pd.DataFrame], *, copy: Literal[True], **options: Unpack[_Options]
 ) -> AnnData: ...
 
 
 @overload
 def recover(
-    adata: Any,
-    model: Mapping[str, pd.DataFrame],
-    *,
-    celltype_key: str = "CellType",
-    min_score: float = 0.0,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    key_added: str = "SE_recovered",
-    copy: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    gene_symbols: str | None = None,
-    celltypes: Any = None,
-    collation: _collate.Collation = "icu",
-    layer: str | None = None,
-    use_raw: bool = False,
-    client: Any = None,
+    adata: Any, model: Mapping[str, pd.DataFrame], *, copy: bool = False, **options: Unpack[_Options]
 ) -> pd.DataFrame | AnnData: ...
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from numbers import Integral
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,7 @@ from .._validation import resolve_threads
 from .._warnings import warn
 from ..errors import InputDataError, ParameterError, ParameterTypeError, RecoveryWarning, ShapeError
 from ..model import _as_weight_frame
-from .constants import OUTPUT_COLUMNS
+from .constants import OUTPUT_COLUMNS, Mode
 
 __all__ = [
     "GeneNames",
@@ -39,6 +39,7 @@ __all__ = [
     "read_input",
     "resolve_threads",  # re-exported for ecorecover.dask
     "RUN_PARAMS",
+    "RunOptions",
     "unique_names",
 ]
 
@@ -80,6 +81,15 @@ RUN_PARAMS: dict[str, list[Any]] = {
     "mode": [StrOptions({"exact", "fast"})],
     "n_jobs": ["n_jobs"],
 }
+
+
+class RunOptions(TypedDict, total=False):
+    """The types of the options recover() and nmf_predict() share (for their overloads)."""
+
+    scale: bool
+    cells_per_run: int
+    mode: Mode
+    n_jobs: int | None
 
 
 def check_model(model: Any) -> dict[str, pd.DataFrame]:

@@ -7,7 +7,7 @@ single W over all cells of the input, without cell types, raw-count guard or Ann
 
 from __future__ import annotations
 
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ from .._warnings import warn
 from ..errors import GeneMatchError, ParameterTypeError, RecoveryWarning
 from .constants import MIN_GENES_EXPRESSED, MIN_MODEL_GENES, Mode
 from .engine import ThreadEngine
-from .inputs import RUN_PARAMS, check_model, check_unique_ids, resolve_threads, unique_names
+from .inputs import RUN_PARAMS, RunOptions, check_model, check_unique_ids, resolve_threads, unique_names
 from .matching import Group, new_group
 from .plan import plan_runs
 from .solvers import RunResult, SolveJob
@@ -75,45 +75,32 @@ def _table(results: list[RunResult], cell_ids: list[str], w: pd.DataFrame, retur
     return pd.DataFrame(vals, index=idx, columns=list(w.columns)), runs
 
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class _Options(RunOptions, total=False):
+    """nmf_predict()'s options other than ``return_runs`` (for its overloads)."""
+
+    sum_to_one: bool
+
+
+# The return type follows return_runs; the implementation below spells out every option.
 @overload
 def nmf_predict(
-    w: pd.DataFrame,
-    x: Any,
-    *,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    sum_to_one: bool = True,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    return_runs: Literal[False] = False,
+    w: pd.DataFrame, x: Any, *, return_runs: Literal[False] = False, **options: Unpack[_Options]
 ) -> pd.DataFrame: ...
 
 
 @overload
 def nmf_predict(
-    w: pd.DataFrame,
-    x: Any,
-    *,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    sum_to_one: bool = True,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    return_runs: Literal[True],
+    w: pd.DataFrame, x: Any, *, return_runs: Literal[True], **options: Unpack[_Options]
 ) -> tuple[pd.DataFrame, Runs]: ...
 
 
 @overload
 def nmf_predict(
-    w: pd.DataFrame,
-    x: Any,
-    *,
-    scale: bool = True,
-    cells_per_run: int = 1000,
-    sum_to_one: bool = True,
-    mode: Mode = "exact",
-    n_jobs: int | None = None,
-    return_runs: bool = False,
+    w: pd.DataFrame, x: Any, *, return_runs: bool = False, **options: Unpack[_Options]
 ) -> pd.DataFrame | tuple[pd.DataFrame, Runs]: ...
 
 
