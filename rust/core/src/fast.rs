@@ -132,7 +132,6 @@ fn prepare(model: &GeneModel) -> Result<Prepared> {
     Ok(Prepared { k, g, posneg: model.posneg, pos, neg, denom, denom_sum })
 }
 
-
 /// One block's input: the CSR rows, the scaling and the value of a gene where a cell has no
 /// entry; first error met while gathering (a negative value without posneg).
 struct Input<'a> {
@@ -299,7 +298,14 @@ pub fn solve_cells_reference(
 }
 
 /// The result of a block, or the cancellation or the first gathering error.
-fn finish(n: usize, k: usize, h: Vec<f64>, iters: Vec<u32>, input: Input, cancel: &Cancel) -> Result<(Array2<f64>, Vec<u32>)> {
+fn finish(
+    n: usize,
+    k: usize,
+    h: Vec<f64>,
+    iters: Vec<u32>,
+    input: Input,
+    cancel: &Cancel,
+) -> Result<(Array2<f64>, Vec<u32>)> {
     cancel.check()?;
     if let Some(e) = input.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);

@@ -76,7 +76,8 @@ fn objectives(c: &Case, n: usize, g: usize, posneg: bool, scaling: Option<Scalin
     }
     (0..n)
         .map(|cell| {
-            let mut z: Vec<f64> = (0..g).map(|j| scaling.map_or(0.0, |s| scaled(0.0, s.mean[j], s.sd[j], s.scale_max))).collect();
+            let mut z: Vec<f64> =
+                (0..g).map(|j| scaling.map_or(0.0, |s| scaled(0.0, s.mean[j], s.sd[j], s.scale_max))).collect();
             for e in c.indptr[cell] as usize..c.indptr[cell + 1] as usize {
                 let (j, x) = (c.indices[e] as usize, c.data[e]);
                 z[j] = scaling.map_or(x, |s| scaled(x, s.mean[j], s.sd[j], s.scale_max));
@@ -84,7 +85,13 @@ fn objectives(c: &Case, n: usize, g: usize, posneg: bool, scaling: Option<Scalin
             let hr = h.row(cell);
             let mut f: f64 = (0..k).map(|a| d[a] * hr[a]).sum();
             for (j, &zj) in z.iter().enumerate() {
-                let (w, v) = if zj > 0.0 { (&c.wpos, zj) } else if zj < 0.0 && posneg { (&c.wneg, -zj) } else { continue };
+                let (w, v) = if zj > 0.0 {
+                    (&c.wpos, zj)
+                } else if zj < 0.0 && posneg {
+                    (&c.wneg, -zj)
+                } else {
+                    continue;
+                };
                 if used(w, j) && w.row(j).iter().any(|&x| x > 0.0) {
                     f -= v * (0..k).map(|a| w[[j, a]] * hr[a]).sum::<f64>().ln();
                 }
@@ -111,9 +118,13 @@ fn check(n: usize, g: usize, k: usize, seed: u64, scaled: bool, posneg: bool, ma
                     assert_eq!(f.1, out.1, "{path:?}: iterations differ between paths");
                 }
                 if max_iter >= 100 {
-                    let (fr, fl) = (objectives(&c, n, g, posneg, scaling, hr), objectives(&c, n, g, posneg, scaling, &out.0));
+                    let (fr, fl) =
+                        (objectives(&c, n, g, posneg, scaling, hr), objectives(&c, n, g, posneg, scaling, &out.0));
                     for (cell, (a, b)) in fr.iter().zip(&fl).enumerate() {
-                        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{path:?}: cell {cell}: objective {b} vs reference {a}");
+                        assert!(
+                            (a - b).abs() <= 1e-9 * (1.0 + a.abs()),
+                            "{path:?}: cell {cell}: objective {b} vs reference {a}"
+                        );
                     }
                 }
                 // Each cell alone gives its bits (batch composition does not matter).
@@ -123,7 +134,11 @@ fn check(n: usize, g: usize, k: usize, seed: u64, scaled: bool, posneg: bool, ma
                     let indptr = [0, idx.len() as i64];
                     let one = Compressed::new(&indptr, idx, &c.data[p0..p1], 1, g).unwrap();
                     let (h1, i1) = solve_cells_on(path, &one, &model, scaling, &opts, &Cancel::new()).unwrap();
-                    assert_eq!(bits(&h1), bits(&out.0.select(ndarray::Axis(0), &[cell])), "{path:?}: cell {cell} alone");
+                    assert_eq!(
+                        bits(&h1),
+                        bits(&out.0.select(ndarray::Axis(0), &[cell])),
+                        "{path:?}: cell {cell} alone"
+                    );
                     assert_eq!(i1[0], out.1[cell]);
                 }
                 first.get_or_insert(out);

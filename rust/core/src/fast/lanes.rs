@@ -21,8 +21,8 @@ use super::reference::{converged, start_value};
 use super::search::{line_search, objective_one, Search};
 #[cfg(target_arch = "x86_64")]
 use super::simd::Avx2;
-pub use super::simd::{SimdPath, LANES};
 use super::simd::{Lane, Ops, Plain};
+pub use super::simd::{SimdPath, LANES};
 use super::{FastOptions, Features, Input, Prepared};
 use crate::cancel::Cancel;
 use crate::EPS;
@@ -144,7 +144,15 @@ fn run<O: Ops>(w: &mut LaneWork, ctx: &Ctx, first: usize, h: &mut [f64], its: &m
 /// Load the next cell that needs Newton steps into lane `l`, finishing on the way the cells
 /// that need none; returns the next cell to load.
 #[inline(always)]
-fn refill(w: &mut LaneWork, ctx: &Ctx, l: usize, first: usize, mut next: usize, h: &mut [f64], its: &mut [u32]) -> usize {
+fn refill(
+    w: &mut LaneWork,
+    ctx: &Ctx,
+    l: usize,
+    first: usize,
+    mut next: usize,
+    h: &mut [f64],
+    its: &mut [u32],
+) -> usize {
     let (k, d) = (w.k, &ctx.prep.denom[..]);
     while next < its.len() {
         let cell = next;

@@ -71,7 +71,9 @@ mod tests {
             assert!(ulps <= 1 || (a - b).abs() <= 1e-300, "ln({x:e}) = {a:e}, library {b:e}");
             worst = worst.max(ulps);
         };
-        for x in [1.0, 2.0, 0.5, std::f64::consts::E, f64::MIN_POSITIVE, 5e-324, 1e-310, f64::MAX, 1.0 + 1e-15, 1.0 - 1e-16] {
+        for x in
+            [1.0, 2.0, 0.5, std::f64::consts::E, f64::MIN_POSITIVE, 5e-324, 1e-310, f64::MAX, 1.0 + 1e-15, 1.0 - 1e-16]
+        {
             check(x);
         }
         for _ in 0..200_000 {

@@ -12,7 +12,6 @@ use super::FastOptions;
 use crate::cancel::Cancel;
 use crate::EPS;
 
-
 /// Per-thread scratch space of [`solve_one`] (the cell's features are given apart).
 pub(super) struct Work {
     y: Vec<f64>,

@@ -143,7 +143,10 @@ unsafe impl Ops for Avx2 {
         for o in [0, 4] {
             let mut s = _mm256_load_pd(a.add(o));
             for t in 0..4 {
-                s = _mm256_add_pd(s, _mm256_mul_pd(_mm256_load_pd(x[t].0.as_ptr().add(o)), _mm256_load_pd(y[t].0.as_ptr().add(o))));
+                s = _mm256_add_pd(
+                    s,
+                    _mm256_mul_pd(_mm256_load_pd(x[t].0.as_ptr().add(o)), _mm256_load_pd(y[t].0.as_ptr().add(o))),
+                );
             }
             _mm256_store_pd(a.add(o), s);
         }
