@@ -1,8 +1,9 @@
 //! The lock-step lane kernel of the KL multiplicative updates, and its choice of instruction set.
 //!
-//! One Rust kernel ([`block_steps`]) is compiled twice: for the baseline target (scalar and
-//! SSE2) and with AVX2 enabled. The AVX-512F copy is the same loop nest written over whole
-//! 8-lane vectors ([`vector::block_steps`], one `zmm` register per row of lanes). Rust never
+//! One Rust kernel ([`block_steps`]) is compiled for the baseline target (scalar and SSE2).
+//! The AVX2 and AVX-512F copies are the same computation written over whole 8-lane vectors
+//! ([`vector::block_steps`]: two `ymm` or one `zmm` register per row of lanes), with the
+//! features blocked so that the factor and the sums stay in registers. Rust never
 //! contracts `a * b + c` into a fused multiply-add and every lane runs the operations of a lone
 //! unit in the same order, so all copies give the same bits; they differ only in vector width.
 //! [`KernelPath::detect`] picks the widest copy the CPU runs; tests and benches can force any
@@ -129,8 +130,9 @@ unsafe fn block_steps_avx2(
     iters: usize,
     scratch: &mut Vec<[f64; LANES]>,
 ) {
-    // Same code compiled for AVX2 (no FMA: a fused multiply-add would change the bits).
-    block_steps(b, s.f, s.k, s.denom, x, iters, scratch)
+    // SAFETY: the caller runs this only on a CPU with AVX2 (no FMA: a fused multiply-add
+    // would change the bits).
+    unsafe { vector::block_steps::<vector::Avx2>(b, s.f, s.k, s.denom, x, iters, scratch) }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,11 +1,11 @@
-//! The lane kernel written over whole vectors of [`LANES`] lanes, for instruction sets whose
-//! registers hold all of them at once (AVX-512F: one `zmm` is 8 f64).
+//! The lane kernel written over whole vectors of [`LANES`] lanes (AVX-512F: one `zmm` is 8
+//! f64; AVX2: two `ymm`), with the features blocked so its operands stay in registers.
 //!
 //! [`block_steps`] is generic over [`Lanes`]: the AVX-512 path instantiates it with [`Avx512`],
-//! and the tests with [`Portable`] (plain arrays), where it must give the bits of
-//! [`super::lanes`]' scalar kernel. Each [`Lanes`] operation is one IEEE operation per lane
-//! (no FMA), so the two instantiations compute the same thing and only the mapping of each
-//! operation to an instruction is specific to the instruction set.
+//! the AVX2 path with [`Avx2`], and the tests with [`Portable`] (plain arrays), where it must
+//! give the bits of [`super::lanes`]' scalar kernel. Each [`Lanes`] operation is one IEEE
+//! operation per lane (no FMA), so the instantiations compute the same thing and only the
+//! mapping of each operation to an instruction is specific to the instruction set.
 
 use super::lanes::{gather, Block, LANES};
 
@@ -71,6 +71,69 @@ unsafe impl Lanes for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use avx2::Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Lanes, LANES};
+
+    /// Two `ymm` registers (AVX; the AVX2 path runs it): lanes 0-3 and 4-7.
+    #[derive(Clone, Copy)]
+    pub(in crate::nmf) struct Avx2(__m256d, __m256d);
+
+    // SAFETY: every method runs AVX instructions; the trait's contract makes the caller check
+    // that the CPU has them (AVX2 implies AVX).
+    unsafe impl Lanes for Avx2 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Avx2(_mm256_setzero_pd(), _mm256_setzero_pd()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f64) -> Self {
+            unsafe { Avx2(_mm256_set1_pd(v), _mm256_set1_pd(v)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: &[f64; LANES]) -> Self {
+            unsafe { Avx2(_mm256_loadu_pd(p.as_ptr()), _mm256_loadu_pd(p.as_ptr().add(4))) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: &mut [f64; LANES]) {
+            unsafe {
+                _mm256_storeu_pd(p.as_mut_ptr(), self.0);
+                _mm256_storeu_pd(p.as_mut_ptr().add(4), self.1);
+            }
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            unsafe { Avx2(_mm256_add_pd(self.0, o.0), _mm256_add_pd(self.1, o.1)) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self {
+            unsafe { Avx2(_mm256_mul_pd(self.0, o.0), _mm256_mul_pd(self.1, o.1)) }
+        }
+        #[inline(always)]
+        unsafe fn div(self, o: Self) -> Self {
+            unsafe { Avx2(_mm256_div_pd(self.0, o.0), _mm256_div_pd(self.1, o.1)) }
+        }
+        #[inline(always)]
+        unsafe fn ratio(v: Self, d: Self) -> Self {
+            // NEQ_UQ is Rust's `!=` (true when unordered); the mask zeroes (+0) the other lanes.
+            #[inline(always)]
+            unsafe fn half(v: __m256d, d: __m256d) -> __m256d {
+                unsafe {
+                    let z = _mm256_setzero_pd();
+                    let m = _mm256_and_pd(_mm256_cmp_pd::<_CMP_NEQ_UQ>(v, z), _mm256_cmp_pd::<_CMP_NEQ_UQ>(d, z));
+                    _mm256_and_pd(m, _mm256_div_pd(v, d))
+                }
+            }
+            unsafe { Avx2(half(v.0, d.0), half(v.1, d.1)) }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 pub(super) use avx512::Avx512;
 
 #[cfg(target_arch = "x86_64")]
@@ -126,9 +189,16 @@ mod avx512 {
     }
 }
 
+/// Features (H-step; cells in the W-step) that [`block_steps`] processes together: `x_a` is
+/// loaded once per `FEATURES` features and each sum over `t` is loaded and stored once per
+/// `FEATURES` features, so the loop nest keeps its operands in registers instead of memory
+/// (16 `ymm` registers on AVX2 cannot hold `x` and the sums for k ~ 11 SEs).
+pub(super) const FEATURES: usize = 4;
+
 /// [`super::lanes`]' kernel over whole vectors: the same operations per lane, in the same order
 /// (`(F x)_t` summed over `a` from +0, the ratio, the sums over `t` from +0, then
-/// `x_a * acc_a / denom_a`).
+/// `x_a * acc_a / denom_a`). Blocking the features changes no bit: each `(F x)_t` is still
+/// summed over `a` in order and each sum over `t` still receives its terms in `t` order.
 ///
 /// # Safety
 /// The CPU must have the features `V` needs.
@@ -143,23 +213,60 @@ pub(super) unsafe fn block_steps<V: Lanes>(
     scratch: &mut Vec<[f64; LANES]>,
 ) {
     let (wt, acc) = gather(b, f, k, scratch);
+    let whole = b.val.len() / FEATURES * FEATURES;
+    let (wt_whole, wt_rest) = wt.split_at(whole * k);
+    let (val_whole, val_rest) = b.val.split_at(whole);
     unsafe {
         for _ in 0..iters {
             acc.iter_mut().for_each(|r| *r = [0.0; LANES]);
-            for (t, val) in b.val.iter().enumerate() {
-                let w = &wt[t * k..t * k + k];
-                let mut wh = V::zero();
-                for (wa, xa) in w.iter().zip(x.iter()) {
-                    wh = wh.add(V::load(wa).mul(V::load(xa)));
-                }
-                let r = V::ratio(V::load(val), wh);
-                for (wa, sa) in w.iter().zip(acc.iter_mut()) {
-                    V::load(sa).add(V::load(wa).mul(r)).store(sa);
-                }
+            for (w, val) in wt_whole.chunks_exact(FEATURES * k).zip(val_whole.chunks_exact(FEATURES)) {
+                features::<V, FEATURES>(w, val, x, acc);
+            }
+            for (w, val) in wt_rest.chunks_exact(k).zip(val_rest.chunks_exact(1)) {
+                features::<V, 1>(w, val, x, acc);
             }
             for ((xa, sa), &d) in x.iter_mut().zip(acc.iter()).zip(denom) {
                 V::load(xa).mul(V::load(sa)).div(V::splat(d)).store(xa);
             }
+        }
+    }
+}
+
+/// Adds the terms of `T` consecutive features to the sums `acc`: `w` holds their gathered rows
+/// (`w[t * k + a]`), `val` their values of V, `x` the block's factor (`k` rows).
+///
+/// # Safety
+/// The CPU must have the features `V` needs.
+#[inline(always)]
+unsafe fn features<V: Lanes, const T: usize>(
+    w: &[[f64; LANES]],
+    val: &[[f64; LANES]],
+    x: &[[f64; LANES]],
+    acc: &mut [[f64; LANES]],
+) {
+    let k = x.len();
+    assert!(w.len() == T * k && val.len() == T && acc.len() == k);
+    // SAFETY (indexing): `a < k` and `t < T`, so `t * k + a < T * k = w.len()`, and
+    // `x`, `acc` have `k` rows (asserted above).
+    unsafe {
+        let mut wh = [V::zero(); T];
+        for a in 0..k {
+            let xa = V::load(x.get_unchecked(a));
+            for (t, s) in wh.iter_mut().enumerate() {
+                *s = s.add(V::load(w.get_unchecked(t * k + a)).mul(xa));
+            }
+        }
+        let mut r = [V::zero(); T];
+        for t in 0..T {
+            r[t] = V::ratio(V::load(&val[t]), wh[t]);
+        }
+        for a in 0..k {
+            let sa = acc.get_unchecked_mut(a);
+            let mut s = V::load(sa);
+            for (t, &rt) in r.iter().enumerate() {
+                s = s.add(V::load(w.get_unchecked(t * k + a)).mul(rt));
+            }
+            s.store(sa);
         }
     }
 }
@@ -182,7 +289,7 @@ mod tests {
             s ^= s << 17;
             (s >> 11) as f64 / (1u64 << 53) as f64
         };
-        for (m, n, k) in [(1, 1, 1), (7, 13, 3), (40, 29, 11), (25, 8, 16)] {
+        for (m, n, k) in [(1, 1, 1), (7, 13, 3), (40, 29, 11), (25, 8, 16), (9, 40, 5), (6, 24, 2)] {
             let v = Array2::from_shape_fn((m, n), |_| if unit() < 0.4 { 0.0 } else { (unit() * 30.0 - 15.0).exp2() });
             let f: Vec<f64> =
                 (0..m * k).map(|_| if unit() < 0.05 { 0.0 } else { (unit() * 30.0 - 15.0).exp2() }).collect();
