@@ -57,18 +57,37 @@ pub(super) fn gather<'s>(
     k: usize,
     scratch: &'s mut Vec<[f64; LANES]>,
 ) -> (&'s mut [[f64; LANES]], &'s mut [[f64; LANES]]) {
-    let len = b.idx.len();
-    scratch.clear();
-    scratch.resize(len * k + k, [0.0; LANES]);
-    let (wt, acc) = scratch.split_at_mut(len * k);
-    for (t, idx) in b.idx.iter().enumerate() {
-        for a in 0..k {
-            for l in 0..LANES {
-                wt[t * k + a][l] = f[idx[l] as usize * k + a];
+    let (wt, acc) = scratch_rows(b.idx.len(), k, scratch);
+    gather_rows(wt, &b.idx, f, k);
+    (wt, acc)
+}
+
+/// `len * k` rows for the gathered factor and `k` rows for the sums, carved out of `scratch`
+/// (left as they are: the gather overwrites every row of the first, the kernel zeroes the
+/// second).
+#[inline(always)]
+pub(super) fn scratch_rows(
+    len: usize,
+    k: usize,
+    scratch: &mut Vec<[f64; LANES]>,
+) -> (&mut [[f64; LANES]], &mut [[f64; LANES]]) {
+    if scratch.len() < len * k + k {
+        scratch.resize(len * k + k, [0.0; LANES]);
+    }
+    scratch[..len * k + k].split_at_mut(len * k)
+}
+
+/// Fills `wt` (`idx.len() * k` rows) with `wt[t * k + a][l] = f[idx[t][l] * k + a]`.
+#[inline(always)]
+pub(super) fn gather_rows(wt: &mut [[f64; LANES]], idx: &[[u32; LANES]], f: &[f64], k: usize) {
+    for (rows, idx) in wt.chunks_exact_mut(k).zip(idx) {
+        for (l, &i) in idx.iter().enumerate() {
+            let i = i as usize * k;
+            for (row, &v) in rows.iter_mut().zip(&f[i..i + k]) {
+                row[l] = v;
             }
         }
     }
-    (wt, acc)
 }
 
 /// `iters` multiplicative steps of one block: for every lane,

@@ -7,7 +7,7 @@
 //! operation per lane (no FMA), so the instantiations compute the same thing and only the
 //! mapping of each operation to an instruction is specific to the instruction set.
 
-use super::lanes::{gather, Block, LANES};
+use super::lanes::{gather_rows, scratch_rows, Block, LANES};
 
 /// A vector of `LANES` f64, one per lane.
 ///
@@ -26,6 +26,12 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn div(self, o: Self) -> Self;
     /// Per lane `v / d` where `v != 0 && d != 0` (Rust's `!=`: true for NaN), else +0.
     unsafe fn ratio(v: Self, d: Self) -> Self;
+    /// [`gather_rows`]: `wt[t * k + a][l] = f[idx[t][l] * k + a]` (a copy: any way of moving
+    /// the values gives the same bits).
+    #[inline(always)]
+    unsafe fn gather(wt: &mut [[f64; LANES]], idx: &[[u32; LANES]], f: &[f64], k: usize) {
+        gather_rows(wt, idx, f, k)
+    }
 }
 
 /// Plain arrays: what every CPU runs (used to test the loop nest of [`block_steps`]).
@@ -130,6 +136,40 @@ mod avx2 {
             }
             unsafe { Avx2(half(v.0, d.0), half(v.1, d.1)) }
         }
+        /// Transposes 4 x 4 tiles (4 lanes' rows, 4 consecutive `a`) in registers; the
+        /// `k % 4` last values of each row one by one.
+        #[inline(always)]
+        unsafe fn gather(wt: &mut [[f64; LANES]], idx: &[[u32; LANES]], f: &[f64], k: usize) {
+            let k4 = k / 4 * 4;
+            for (rows, idx) in wt.chunks_exact_mut(k).zip(idx) {
+                let r: [&[f64]; LANES] = std::array::from_fn(|l| &f[idx[l] as usize * k..][..k]);
+                for o in [0, 4] {
+                    for a in (0..k4).step_by(4) {
+                        // SAFETY: `a + 4 <= k`, the length of every `r[l]`; `rows` has `k` rows
+                        // of `LANES = o + 4` values.
+                        unsafe {
+                            let p: [__m256d; 4] = std::array::from_fn(|j| _mm256_loadu_pd(r[o + j].as_ptr().add(a)));
+                            let (t0, t1) = (_mm256_unpacklo_pd(p[0], p[1]), _mm256_unpackhi_pd(p[0], p[1]));
+                            let (t2, t3) = (_mm256_unpacklo_pd(p[2], p[3]), _mm256_unpackhi_pd(p[2], p[3]));
+                            let cols = [
+                                _mm256_permute2f128_pd::<0x20>(t0, t2),
+                                _mm256_permute2f128_pd::<0x20>(t1, t3),
+                                _mm256_permute2f128_pd::<0x31>(t0, t2),
+                                _mm256_permute2f128_pd::<0x31>(t1, t3),
+                            ];
+                            for (j, c) in cols.into_iter().enumerate() {
+                                _mm256_storeu_pd(rows[a + j][o..].as_mut_ptr(), c);
+                            }
+                        }
+                    }
+                    for a in k4..k {
+                        for l in o..o + 4 {
+                            rows[a][l] = r[l][a];
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -212,7 +252,8 @@ pub(super) unsafe fn block_steps<V: Lanes>(
     iters: usize,
     scratch: &mut Vec<[f64; LANES]>,
 ) {
-    let (wt, acc) = gather(b, f, k, scratch);
+    let (wt, acc) = scratch_rows(b.idx.len(), k, scratch);
+    unsafe { V::gather(wt, &b.idx, f, k) };
     let whole = b.val.len() / FEATURES * FEATURES;
     let (wt_whole, wt_rest) = wt.split_at(whole * k);
     let (val_whole, val_rest) = b.val.split_at(whole);
