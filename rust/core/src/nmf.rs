@@ -228,8 +228,8 @@ where
             (0..k)
                 .map(|a| {
                     let mut v = [1.0; LANES];
-                    for l in 0..b.width {
-                        v[l] = x[(b.first + l) * k + a];
+                    for (l, &j) in b.units.iter().enumerate() {
+                        v[l] = x[j * k + a];
                     }
                     v
                 })
@@ -277,9 +277,9 @@ where
 /// Copies the lane-wise factor of every block back into `x` (unit-major).
 fn write_back(blocks: &[lanes::Block], xb: &[Vec<[f64; LANES]>], k: usize, x: &mut [f64]) {
     for (b, xv) in blocks.iter().zip(xb) {
-        for l in 0..b.width {
+        for (l, &j) in b.units.iter().enumerate() {
             for a in 0..k {
-                x[(b.first + l) * k + a] = xv[a][l];
+                x[j * k + a] = xv[a][l];
             }
         }
     }

@@ -17,32 +17,35 @@ use super::{vector, Nonzeros};
 /// otherwise latency-bound sums (and use SIMD across units).
 pub(super) const LANES: usize = 8;
 
-/// The non-zeros of a block of `LANES` units, padded to a common length with zero entries
+/// The non-zeros of a block of up to `LANES` units, padded to a common length with zero entries
 /// (a zero of V contributes an exact +0 to every sum, so padding changes no bit).
 pub(super) struct Block {
-    pub(super) first: usize,
-    pub(super) width: usize,
+    /// The units in the lanes (`units.len() <= LANES`; the other lanes are padding).
+    pub(super) units: Vec<usize>,
     pub(super) idx: Vec<[u32; LANES]>,
     pub(super) val: Vec<[f64; LANES]>,
 }
 
-/// Splits `n_units` units into blocks of `LANES` consecutive ones.
+/// Splits `n_units` units into blocks of `LANES`, grouping units with similar numbers of
+/// non-zeros (ordered by that number, then by index) so that the blocks need little padding.
+/// Lanes are independent, so which units share a block changes no bit.
 pub(super) fn blocks(nz: &Nonzeros, n_units: usize) -> Vec<Block> {
-    (0..n_units)
-        .step_by(LANES)
-        .map(|first| {
-            let width = LANES.min(n_units - first);
-            let len = (0..width).map(|l| nz.get(first + l).0.len()).max().unwrap_or(0);
+    let mut order: Vec<usize> = (0..n_units).collect();
+    order.sort_by_key(|&j| nz.get(j).0.len()); // stable: ties keep index order
+    order
+        .chunks(LANES)
+        .map(|units| {
+            let len = units.iter().map(|&j| nz.get(j).0.len()).max().unwrap_or(0);
             let mut idx = vec![[0u32; LANES]; len];
             let mut val = vec![[0.0f64; LANES]; len];
-            for l in 0..width {
-                let (ii, vv) = nz.get(first + l);
+            for (l, &j) in units.iter().enumerate() {
+                let (ii, vv) = nz.get(j);
                 for (t, (&i, &v)) in ii.iter().zip(vv).enumerate() {
                     idx[t][l] = i;
                     val[t][l] = v;
                 }
             }
-            Block { first, width, idx, val }
+            Block { units: units.to_vec(), idx, val }
         })
         .collect()
 }

@@ -344,7 +344,7 @@ mod tests {
                 // SAFETY: `Portable` needs no CPU feature.
                 unsafe { block_steps::<Portable>(&b, &f, k, &denom, &mut got, 7, &mut s2) };
                 let bits = |x: &[[f64; LANES]]| x.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} block {}", b.first);
+                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} block {:?}", b.units);
             }
         }
     }
