@@ -100,9 +100,9 @@ def test_backed_files_are_read_in_row_blocks(data, models, mode, fmt, tmp_path, 
     reads: list[tuple[int, int]] = []
     read = backed.CscRows.read
 
-    def spy(self: backed.CscRows, a: int, b: int) -> sp.csc_matrix:
+    def spy(self: backed.CscRows, a: int, b: int, *args: Any) -> sp.csc_matrix:
         reads.append((a, b))
-        return read(self, a, b)
+        return read(self, a, b, *args)
 
     monkeypatch.setattr(backed.CscRows, "read", spy)
     a = ad.read_h5ad(path, backed="r")

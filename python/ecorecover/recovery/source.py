@@ -6,13 +6,15 @@ from a DataFrame, a backed AnnData's matrix, a dask array), :class:`RowSource` h
 scipy CSR / CSC, of float64/float32/int64/int32/uint32/uint16 values) and the columns holding
 the model genes. An in-memory matrix is one block over its own buffers (no format conversion,
 no densifying, CSC stays CSC); a backed or dask matrix is read in consecutive row blocks, so
-no more than one block of the data is in memory at a time (:mod:`.backed` reads CSC files).
+no more than two blocks of the data are in memory at a time: the next block is read in a thread
+while the current one is used (:mod:`.backed` reads CSR and CSC files with h5py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..errors import ShapeError
-from .backed import CscRows, csc_group
+from .backed import Buffers, CscRows, CsrRows, backed_group
 
 __all__ = [
     "Block", "CsrArrays", "RowSource", "block_size", "dask_columns", "is_dask", "is_range", "kernel_matrix",
@@ -112,14 +114,17 @@ class RowSource:
         self.x: Any = x
         self.n: int = int(x.shape[1] if genes_by_cells else x.shape[0])
         self._csc: CscRows | None = None
+        self._csr: CsrRows | None = None
         self.read_s = 0.0  # seconds spent reading blocks (backed / dask input)
         self.matrix: Any = None  # the whole input, kernel-readable, when it is in memory
         if genes_by_cells:  # a genes x cells array (R's orientation): its transpose, a view
             self.matrix = kernel_matrix(np.asarray(x).T)
         elif sp.issparse(x) or isinstance(x, np.ndarray):
             self.matrix = kernel_matrix(x)
-        elif (group := csc_group(x)) is not None:
+        elif (group := backed_group(x, "csc")) is not None:
             self._csc = CscRows(group, (self.n, int(x.shape[1])), self.cols)
+        elif (group := backed_group(x, "csr")) is not None:
+            self._csr = CsrRows(group, (self.n, int(x.shape[1])))
         elif not is_dask(x) and not hasattr(x, "shape"):
             raise TypeError(f"the expression matrix must be an array, got {type(x).__name__}")
 
@@ -132,19 +137,23 @@ class RowSource:
         """All rows, read in place (in-memory input only)."""
         return Block(self.matrix, 0, 0, self.n, self.cols)
 
-    def block(self, a: int, b: int) -> Block:
-        """Rows ``a:b``: a view of an in-memory input, else read."""
+    def block(self, a: int, b: int, buffers: Buffers | None = None) -> Block:
+        """Rows ``a:b``: a view of an in-memory input, else read (a CSR or CSC file: into
+        ``buffers`` when given)."""
         if self.matrix is not None:
             return Block(self.matrix, a, a, b, self.cols)
         t0 = time.perf_counter()
         try:
-            return self._read(a, b)
+            return self._read(a, b, buffers)
         finally:
             self.read_s += time.perf_counter() - t0
 
-    def _read(self, a: int, b: int) -> Block:
+    def _read(self, a: int, b: int, buffers: Buffers | None) -> Block:
         if self._csc is not None:
-            return Block(kernel_matrix(self._csc.read(a, b)), 0, a, b, np.arange(len(self.cols), dtype=np.int64))
+            m = kernel_matrix(self._csc.read(a, b, buffers))
+            return Block(m, 0, a, b, np.arange(len(self.cols), dtype=np.int64))
+        if self._csr is not None:
+            return Block(kernel_matrix(self._csr.read(a, b, buffers)), 0, a, b, self.cols)
         blk = self.x[a:b]
         if is_dask(blk):  # a dask array (e.g. anndata.experimental.read_lazy): read this block only
             sub = dask_columns(blk, self.cols)
@@ -159,9 +168,22 @@ class RowSource:
         return [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
 
     def blocks(self, size: int) -> Iterator[Block]:
-        """Consecutive blocks of about ``size`` rows."""
-        for a, b in self.bounds(size):
-            yield self.block(a, b)
+        """Consecutive blocks of about ``size`` rows. Input that is not in memory is read one
+        block ahead, in a thread (the kernels release the GIL, h5py mostly does), into two sets
+        of arrays used in turn: a block is valid until the next one is asked for."""
+        bounds = self.bounds(size)
+        if self.matrix is not None or len(bounds) < 2:
+            for a, b in bounds:
+                yield self.block(a, b)
+            return
+        buffers = Buffers(slots=2)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecorecover-read") as pool:
+            ahead: Future[Block] = pool.submit(self.block, *bounds[0], buffers)
+            for i in range(len(bounds)):
+                blk = ahead.result()
+                if i + 1 < len(bounds):
+                    ahead = pool.submit(self.block, *bounds[i + 1], buffers)
+                yield blk
 
 
 def block_size(n_cols: int) -> int:
