@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ..errors import ModelFileError, ParameterError
@@ -163,6 +164,21 @@ def apply_published_postprocess(assignments: pd.DataFrame, model: RecoveryModel 
         :func:`ecorecover.recover` applies this itself to models from
         :func:`load_published_models`; a table it already post-processed is returned as is.
     """
+    post = _checked_postprocess(assignments, model)
+    out = assignments.copy()
+    done = assignments.attrs.get("ecorecover", {}).get("params", {}).get("published_postprocess", False)
+    if not done:  # else recover() already applied it (the model came from load_published_models)
+        out["SE"] = _published_se(assignments, post)
+    return out
+
+
+def published_se(assignments: pd.DataFrame, model: RecoveryModel | Mapping[str, Any]) -> npt.NDArray[np.object_]:
+    """The ``SE`` column :func:`apply_published_postprocess` gives ``assignments`` (checks as it
+    does); :func:`ecorecover.recover` sets it in its own table, without copying the table."""
+    return _published_se(assignments, _checked_postprocess(assignments, model))
+
+
+def _checked_postprocess(assignments: pd.DataFrame, model: RecoveryModel | Mapping[str, Any]) -> Mapping[str, Any]:
     params = model.params if isinstance(model, RecoveryModel) else model
     post = params.get("postprocess") if isinstance(params, Mapping) else None
     if not isinstance(post, Mapping) or "se_cellstates" not in post or "rename" not in post:
@@ -173,15 +189,20 @@ def apply_published_postprocess(assignments: pd.DataFrame, model: RecoveryModel 
     missing = [c for c in ("CellType", "SE") if c not in assignments.columns]
     if missing:
         raise KeyError(f"assignments lack column(s) {missing}; expected CellType and SE as recovery returns")
-    done = assignments.attrs.get("ecorecover", {}).get("params", {}).get("published_postprocess", False)
-    if done:  # recover() already applied it (the model came from load_published_models)
-        return assignments.copy()
-    allowed = pd.MultiIndex.from_tuples([tuple(p) for p in post["se_cellstates"]])
-    se = assignments["SE"].astype(object).to_numpy()
-    ct = assignments["CellType"].astype(object).to_numpy()
-    keep = pd.MultiIndex.from_arrays([se, ct]).isin(allowed)
-    rename: Mapping[str, str] = post["rename"]
-    out = assignments.copy()
-    out["SE"] = np.array([rename.get(s, s) if k else _NON_SE for s, k in zip(se, keep)], dtype=object)
-    return out
+    return post
 
+
+def _published_se(assignments: pd.DataFrame, post: Mapping[str, Any]) -> npt.NDArray[np.object_]:
+    allowed = {tuple(p) for p in post["se_cellstates"]}
+    # Decided once per distinct (SE, cell type) pair, not per cell (1M cells: no tuples per cell).
+    se_code, se_names = pd.factorize(assignments["SE"].astype(object).to_numpy())
+    ct_code, ct_names = pd.factorize(assignments["CellType"].astype(object).to_numpy())
+    pair_ok = np.zeros((len(se_names), len(ct_names)), dtype=bool)
+    for i, s in enumerate(se_names):
+        pair_ok[i] = [(s, c) in allowed for c in ct_names]
+    keep = (se_code >= 0) & (ct_code >= 0)
+    keep[keep] = pair_ok[se_code[keep], ct_code[keep]]
+    rename: Mapping[str, str] = post["rename"]
+    new = np.array([rename.get(s, s) for s in se_names] + [_NON_SE], dtype=object)
+    out: npt.NDArray[np.object_] = new[np.where(keep, se_code, len(se_names))]
+    return out

@@ -123,11 +123,11 @@ def published_postprocess(model: Any) -> Callable[[pd.DataFrame], pd.DataFrame] 
     params = getattr(model, "params", None)
     if not isinstance(params, Mapping) or "postprocess" not in params:
         return None
-    from ..io import apply_published_postprocess
+    from ..io.published import published_se
 
     def post(table: pd.DataFrame) -> pd.DataFrame:
-        out: pd.DataFrame = apply_published_postprocess(table, params)
-        return out
+        table["SE"] = published_se(table, params)  # as apply_published_postprocess, in place (no copy)
+        return table
 
     return post
 
