@@ -90,8 +90,10 @@ class CsrRows:
         if len(self.indptr) != shape[0] + 1:
             raise ValueError(f"the backed CSR matrix's indptr has {len(self.indptr)} entries for {shape[0]} rows")
         self._indices, self._data = group["indices"], group["data"]
-        # Indices are read as int32 when stored so (HDF5 converts any other integer type to int64).
-        self._index_dtype = np.dtype(np.int32) if self._indices.dtype == np.int32 else np.dtype(np.int64)
+        # Column indices are read as int32 whatever their stored type (HDF5 converts them; one
+        # out of int32's range is clipped, still out of range, which the kernels report), so
+        # scipy keeps the arrays as they are (it would copy int64 ones that fit in int32).
+        self._index_dtype = np.dtype(np.int32) if shape[1] < 2**31 else np.dtype(np.int64)
 
     def read(self, a: int, b: int, buffers: Buffers | None = None) -> sp.csr_matrix:
         """Rows ``a:b`` (all columns), as CSR: the stored values as they are in the file (in
@@ -167,15 +169,20 @@ class CscRows:
         indptr = np.zeros(len(self.cols) + 1, dtype=np.int64)
         np.cumsum(e - s, out=indptr[1:])
         indices_ds, data_ds = self.group["indices"], self.group["data"]
+        # Row indices as int32 (converted by HDF5) when they fit, with an int32 indptr: scipy
+        # keeps such arrays as they are (it would copy int64 ones that fit in int32).
+        small = self.shape[0] < 2**31 and int(indptr[-1]) < 2**31
         slot = buffers.next_slot() if buffers is not None else 0
-        indices = _array(buffers, slot, "indices", int(indptr[-1]), np.int64)
+        indices = _array(buffers, slot, "indices", int(indptr[-1]), np.int32 if small else np.int64)
         data = _array(buffers, slot, "data", int(indptr[-1]), data_ds.dtype)
         for j, (p, q) in enumerate(zip(s.tolist(), e.tolist())):
             if q > p:
                 o = int(indptr[j])
                 data_ds.read_direct(data, np.s_[p:q], np.s_[o : o + q - p])
-                indices_ds.read_direct(indices, np.s_[p:q], np.s_[o : o + q - p])  # as int64
+                indices_ds.read_direct(indices, np.s_[p:q], np.s_[o : o + q - p])
         indices -= a
+        if small:
+            indptr = indptr.astype(np.int32)
         out = sp.csc_matrix((data, indices, indptr), shape=(b - a, len(self.cols)), copy=False)
         out.has_canonical_format = True  # rows ascend (checked when cut), no repeats
         return out
