@@ -28,6 +28,8 @@ __all__ = [
     "gather_csr",
     "RRandom",
     "qnorm",
+    "column_ranges",
+    "posneg_group_sums",
     "row_sums_ld",
     "select_rows",
     "ColocalizationTest",
@@ -90,6 +92,10 @@ def scale_csc(
 def posneg(x: _F64) -> _F64: ...
 def constant_columns(x: _F64) -> npt.NDArray[np.bool_]: ...
 def row_sums_ld(w: _F64) -> _F64: ...
+def column_ranges(z: _F64, rows: _I64, n_threads: int | None = None) -> tuple[_F64, _F64]: ...
+def posneg_group_sums(
+    z: _F64, rows: _I64, starts: _I64, n_threads: int | None = None
+) -> tuple[_F64, _F64]: ...
 def select_rows(w: _F64, row_gene: _I64, n_per_se: int | None = None) -> _I64: ...
 def update_h(
     v: _F64,

@@ -56,14 +56,13 @@ def initial_w(rng: RRandom, m: int, k: int) -> F64:
     return np.ascontiguousarray(rng.runif(m * k).reshape(k, m).T)
 
 
-def membership_means(p: F64, codes: I64, k: int) -> F64:
-    """Per-SE means of the rows of ``p`` (cells x features): features x k, floored at eps as
-    R's last (420th) W-step floors W."""
+def membership_means(f: Features, codes: I64, k: int) -> F64:
+    """Per-SE means of the features over their cells (``codes``: each cell's SE): features x
+    k, floored at eps as R's last (420th) W-step floors W."""
     counts = np.bincount(codes, minlength=k).astype(np.float64)
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts[:-1]).astype(np.int64)])
-    sums = np.add.reduceat(p[order], starts, axis=0)
-    w = (sums / counts[:, None]).T
+    w = (f.sums(order, starts) / counts[:, None]).T
     return np.ascontiguousarray(np.maximum(w, EPS))
 
 
@@ -80,10 +79,10 @@ def fit_run(prep: Prepared, seed: int, options: RunOptions, stream: Stream | Non
     h[codes[member], np.flatnonzero(member)] = 1.0 + EPS
     w0 = _InitialW(lay, seed, stream)
     if member.all():
-        w = membership_means(f.p, codes, k)
+        w = membership_means(f, codes, k)
 
         def refit(rows: I64) -> F64:  # R's W-steps on these rows only, from R's W0 rows
-            v = np.ascontiguousarray(f.p[:, rows].T)
+            v = np.ascontiguousarray(f.columns(rows).T)
             exact: F64 = update_w(v, np.ascontiguousarray(w0.get()[rows]), h, max_iter=MAX_ITER, n_jobs=1)[0]
             return exact
 
@@ -91,7 +90,7 @@ def fit_run(prep: Prepared, seed: int, options: RunOptions, stream: Stream | Non
     else:
         # Cells of dropped SEs stay in V with an all-eps H column: they couple the columns of
         # each row of W, so run R's W-steps.
-        w, _ = update_w(np.ascontiguousarray(f.p.T), w0.get(), h, max_iter=MAX_ITER, n_jobs=1)
+        w, _ = update_w(np.ascontiguousarray(f.columns().T), w0.get(), h, max_iter=MAX_ITER, n_jobs=1)
         order = select_rows(w, f.gene, options.n_features_per_se)
     return RunResult(_frame(w, order, f, lay.ses), lay.cells)
 

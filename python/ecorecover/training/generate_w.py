@@ -114,14 +114,14 @@ def nmf_generate_w_details(fractions: pd.DataFrame, expression: pd.DataFrame, *,
         # R hands NMFGenerateW a base matrix here, so Seurat takes its dense code path.
         z = pp.scale(z, method="dense")
     f = posneg_features(z, genes)
-    if f.p.shape[1] == 0:
+    if f.size == 0:
         raise TrainingInputError("no feature varies across the samples after scaling and posneg")
-    m, k = f.p.shape[1], fv.shape[1]
+    m, k = f.size, fv.shape[1]
     w0 = initial_w(rng, m, k)
-    v = np.ascontiguousarray(f.p.T)
+    v = np.ascontiguousarray(f.columns().T)
     codes = _membership(fv)
     if codes is not None:  # 0/1 membership: the W-steps converge to the per-SE means (METHOD.md 1.3)
-        w_fit, n_iter = membership_means(f.p, codes, k), 420
+        w_fit, n_iter = membership_means(f, codes, k), 420
     else:
         w_fit, n_iter = update_w(v, w0, np.ascontiguousarray(fv.T) + EPS, max_iter=MAX_ITER)
     rows = select_rows(w_fit, f.gene, per_se)

@@ -1,8 +1,9 @@
 """One cell type and one seed up to R's initial W: the cells kept, the SEs and V's features.
 
 :func:`posneg_features` is R's posneg (when anything is negative; R skips it otherwise) and the
-zero-variance filter, both computed by the Rust core (:func:`ecorecover._core.posneg`,
-:func:`ecorecover._core.constant_columns`); :func:`nmf_generate_w` uses it too.
+zero-variance filter, decided from per-gene minima and maxima without building posneg (the
+features' per-SE sums come from the Rust core, their columns are built only when needed);
+:func:`nmf_generate_w` uses it too.
 :func:`layout` adds R's draws (:mod:`ecorecover.training.sampling`) and the SE membership.
 """
 
@@ -31,33 +32,61 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass
 class Features:
-    """V's features: ``p`` cells x features (posneg'ed, NaN -> 0, varying columns only), the
-    gene index of each feature, whether it is a ``__neg`` half, and its name."""
+    """V's features over cells ``rows`` of ``z`` (R's order): posneg'ed (NaN -> 0), varying
+    columns only: the gene (column of ``z``) of each feature, whether it is a ``__neg`` half,
+    and its name. The cells x features matrix itself is built only on demand (:meth:`columns`):
+    the per-SE means need only sums (:meth:`sums`), which the Rust core takes from ``z``."""
 
-    p: F64
+    z: F64
+    rows: npt.NDArray[np.int64]
     gene: I64
     neg: npt.NDArray[np.bool_]
     names: list[str]
 
+    @property
+    def size(self) -> int:
+        """Number of features."""
+        return int(self.gene.size)
 
-def posneg_features(z: F64, genes: Sequence[str]) -> Features:
-    """posneg of ``z`` (cells x genes) when anything is negative, NaN -> 0, and R's zero-variance
-    filter. Features are labelled by origin, ``__pos`` half first (R names them by first
-    occurrence, which can mislabel a ``__neg`` row whose ``__pos`` twin was dropped; a
+    def columns(self, idx: I64 | None = None) -> F64:
+        """Features ``idx`` (all when None) as a cells x features matrix: ``max(z, 0)`` for a
+        ``__pos`` feature, ``max(-z, 0)`` for a ``__neg`` one, +0.0 for zeros and NaN."""
+        gene = self.gene if idx is None else self.gene[idx]
+        neg = self.neg if idx is None else self.neg[idx]
+        x = self.z[np.ix_(self.rows, gene)]
+        np.negative(x, out=x, where=neg[None, :])
+        out: F64 = np.where(x > 0.0, x, 0.0)
+        return out
+
+    def sums(self, order: npt.NDArray[np.intp], starts: I64) -> F64:
+        """Sums of every feature over the groups of cells ``order[starts[a]:starts[a + 1]]``
+        (groups x features), added as :func:`numpy.add.reduceat` adds the rows of
+        :meth:`columns` (:func:`ecorecover._core.posneg_group_sums`)."""
+        pos, neg = _core.posneg_group_sums(self.z, self.rows[order], starts, n_threads=1)
+        return np.where(self.neg, neg[:, self.gene], pos[:, self.gene])
+
+
+def posneg_features(z: F64, genes: Sequence[str], rows: npt.NDArray[np.integer] | None = None) -> Features:
+    """posneg of cells ``rows`` (all when None) of ``z`` (cells x genes) when anything is
+    negative, NaN -> 0, and R's zero-variance filter, decided from each gene's minimum and
+    maximum over those cells (posneg is monotone in ``z``: its ``__pos`` half is constant when
+    ``max(z) <= 0`` or ``min(z) == max(z)``, its ``__neg`` half when ``min(z) >= 0`` or
+    ``min(z) == max(z)``). Features are labelled by origin, ``__pos`` half first (R names them
+    by first occurrence, which can mislabel a ``__neg`` row whose ``__pos`` twin was dropped; a
     documented divergence); without negative values R skips posneg and they are the genes."""
-    n = z.shape[1]
-    has_neg = bool((z < 0).any())
-    full = _core.posneg(np.asarray(z, dtype=np.float64))  # cells x 2n: [max(z, 0) | max(-z, 0)]
-    if not has_neg:
-        full = full[:, :n]  # = z with NaN -> 0
-    keep = np.flatnonzero(~_core.constant_columns(full)).astype(np.int64)
-    gene = keep % n if n else keep
-    neg = keep >= n
-    if has_neg:
-        names = [f"{genes[g]}{NEG if q else POS}" for g, q in zip(gene.tolist(), neg.tolist())]
-    else:
-        names = [str(genes[g]) for g in gene.tolist()]
-    return Features(np.ascontiguousarray(full[:, keep]), gene, neg, names)
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    idx = np.arange(z.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    lo, hi = _core.column_ranges(z, idx, n_threads=1)
+    const = lo == hi
+    if not bool((lo < 0).any()):
+        gene = np.flatnonzero(~const).astype(np.int64)
+        return Features(z, idx, gene, np.zeros(gene.size, dtype=bool), [str(genes[g]) for g in gene.tolist()])
+    gp = np.flatnonzero(~(const | (hi <= 0)))  # max(z, 0) varies
+    gn = np.flatnonzero(~(const | (lo >= 0)))  # max(-z, 0) varies
+    gene = np.concatenate([gp, gn]).astype(np.int64)
+    neg = np.concatenate([np.zeros(gp.size, dtype=bool), np.ones(gn.size, dtype=bool)])
+    names = [f"{genes[g]}{POS}" for g in gp.tolist()] + [f"{genes[g]}{NEG}" for g in gn.tolist()]
+    return Features(z, idx, gene, neg, names)
 
 
 @dataclass
@@ -74,7 +103,7 @@ class Layout:
     @property
     def w0_size(self) -> int:
         """Uniforms R draws for this cell type's W0 (``runif(m * k)``; 0 without a model)."""
-        return 0 if self.features is None else int(self.features.gene.size) * len(self.ses)
+        return 0 if self.features is None else self.features.size * len(self.ses)
 
 
 def layout(prep: Prepared, *, seed: int, draw_options: DrawOptions) -> Layout:
@@ -89,7 +118,7 @@ def layout(prep: Prepared, *, seed: int, draw_options: DrawOptions) -> Layout:
         return Layout(cells, rng, f"fewer than 2 SEs with more than {MIN_SE_CELLS} of the {rows.size} cells kept")
     code_of_label = np.full(labels.size, -1, dtype=np.int64)
     code_of_label[kept] = np.arange(len(kept))
-    features = posneg_features(prep.z[rows], prep.genes)  # cells in R's order x genes
+    features = posneg_features(prep.z, prep.genes, rows)  # cells in R's order
     if features.gene.size == 0:
         return Layout(cells, rng, "no feature varies over the kept cells")
     return Layout(cells, rng, "", [str(labels[i]) for i in kept], code_of_label[inverse.ravel()], features)

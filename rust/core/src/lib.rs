@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod error;
 pub mod fast;
 pub mod gather;
+pub mod groups;
 pub mod longdouble;
 pub mod nmf;
 pub mod preprocess;

@@ -224,6 +224,15 @@ pub fn slice<'a, T: numpy::Element>(a: &'a numpy::PyReadonlyArray1<'_, T>, name:
     a.as_slice().map_err(|_| parameter_error(format!("{name} must be a contiguous 1-d array")))
 }
 
+/// A contiguous 1-d array of non-negative indices as `usize`s, or a `ParameterError` naming
+/// the argument.
+pub fn indices(a: &numpy::PyReadonlyArray1<'_, i64>, name: &str) -> PyResult<Vec<usize>> {
+    slice(a, name)?
+        .iter()
+        .map(|&i| usize::try_from(i).map_err(|_| parameter_error(format!("{name}: negative index {i}"))))
+        .collect()
+}
+
 /// A cancellation token for the compiled kernels. `run(fn, *args, **kwargs)` calls `fn` with the
 /// token active on the calling thread: after `cancel()` (from any thread) the iterative kernels
 /// `fn` runs there stop within milliseconds, and no kernel starts there any more, raising

@@ -1,10 +1,11 @@
-//! Bindings of `ecorecover_core::select`: R's feature selection and `rowSums` order.
+//! Bindings of `ecorecover_core::select` (R's feature selection and `rowSums` order) and of
+//! `ecorecover_core::groups` (training's per-SE sums and gene ranges).
 
-use ecorecover_core::select;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use ecorecover_core::{groups, select};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use crate::glue::enter;
+use crate::glue::{enter, indices};
 
 /// R's `rowSums` (extended-precision sums in column order, rounded to double).
 #[pyfunction]
@@ -28,8 +29,40 @@ fn select_rows<'py>(
     Ok(rows.into_iter().map(|i| i as i64).collect::<Vec<i64>>().into_pyarray(py))
 }
 
+/// Minimum and maximum of every column of `z` over `rows` (NaN counted as 0).
+#[pyfunction]
+#[pyo3(signature = (z, rows, n_threads=None))]
+fn column_ranges<'py>(
+    py: Python<'py>,
+    z: PyReadonlyArray2<'py, f64>,
+    rows: PyReadonlyArray1<'py, i64>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    let (z, rows) = (z.as_array(), indices(&rows, "rows")?);
+    let (lo, hi) = enter(py, n_threads, || groups::column_ranges(z, &rows))?;
+    Ok((lo.into_pyarray(py), hi.into_pyarray(py)))
+}
+
+/// Per-group sums of `max(z, 0)` and `max(-z, 0)` over `rows[starts[a]:starts[a + 1]]`, added
+/// as `numpy.add.reduceat` adds rows: (pos, neg), groups x columns.
+#[pyfunction]
+#[pyo3(signature = (z, rows, starts, n_threads=None))]
+fn posneg_group_sums<'py>(
+    py: Python<'py>,
+    z: PyReadonlyArray2<'py, f64>,
+    rows: PyReadonlyArray1<'py, i64>,
+    starts: PyReadonlyArray1<'py, i64>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>)> {
+    let (z, rows, starts) = (z.as_array(), indices(&rows, "rows")?, indices(&starts, "starts")?);
+    let (pos, neg) = enter(py, n_threads, || groups::posneg_group_sums(z, &rows, &starts))?;
+    Ok((pos.into_pyarray(py), neg.into_pyarray(py)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(row_sums_ld, m)?)?;
     m.add_function(wrap_pyfunction!(select_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(column_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(posneg_group_sums, m)?)?;
     Ok(())
 }
