@@ -80,21 +80,27 @@ def _aggregate_frames(
         genes = list(dict.fromkeys(g for s, g in keys if counts[(s, g)] / n_runs > min_model_fraction))
         rows = list(genes) if plain else _naming.feature_names(genes)
         ses = list(dict.fromkeys(str(se) for w in ws for se in w.columns))
-        total = np.zeros((len(rows), len(ses)))
-        n = np.zeros((len(rows), len(ses)))
-        for w in ws:  # sequential sum in list order, divided by the count (as R's mean)
-            sub = w.copy()
-            sub.index = [str(f) for f in sub.index]
-            sub.columns = [str(c) for c in sub.columns]
-            sub = sub.reindex(index=rows, columns=ses)
-            v = sub.to_numpy(dtype=np.float64)
-            have = ~np.isnan(v)
-            total[have] += v[have]
-            n += have
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
+        mean = _mean_over_runs(ws, rows, ses)
         out[ct] = pd.DataFrame(mean, index=pd.Index(rows, dtype=object), columns=pd.Index(ses, dtype=object))
     return out
+
+
+def _mean_over_runs(ws: Sequence[pd.DataFrame], rows: list[str], ses: list[str]) -> np.ndarray:
+    """Per entry (row, SE), the mean over the runs whose W has it (NaN where none has): each
+    run's value added in list order, divided by the count (as R's mean)."""
+    row_index, col_index = pd.Index(rows, dtype=object), pd.Index(ses, dtype=object)
+    total = np.zeros((len(rows), len(ses)))
+    n = np.zeros((len(rows), len(ses)))
+    for w in ws:
+        ri = row_index.get_indexer(w.index.astype(str))
+        ci = col_index.get_indexer(w.columns.astype(str))
+        rk, ck = np.flatnonzero(ri >= 0), np.flatnonzero(ci >= 0)
+        block = np.ix_(ri[rk], ci[ck])
+        total[block] += w.to_numpy(dtype=np.float64)[np.ix_(rk, ck)]
+        n[block] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean: np.ndarray = np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
+    return mean
 
 
 @validate_params({

@@ -22,6 +22,7 @@ gives R's ``LC_COLLATE=C`` byte order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, Literal
 
 __all__ = ["sort_key", "collate_sorted", "Collation"]
@@ -58,6 +59,12 @@ def sort_key(s: str, collation: Collation = "icu") -> tuple[Any, ...]:
         return (s.encode("utf-8"),)
     if collation != "icu":
         raise ValueError(f"collation must be 'icu' or 'C', got {collation!r}")
+    return _icu_key(s)
+
+
+@lru_cache(maxsize=1 << 16)
+def _icu_key(s: str) -> tuple[Any, ...]:
+    """The ICU key of ``s`` (cached: gene and SE labels recur across runs and cell types)."""
     primary = tuple(_primary(c) for c in s)
     tertiary = tuple(1 if c.isupper() else 0 for c in s)
     # Identical at both levels (only for identical ASCII strings): code points decide.

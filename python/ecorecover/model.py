@@ -41,8 +41,8 @@ def _check_labels(labels: pd.Index, what: str, cell_type: str, owner: str = "wei
         raise ParameterTypeError(
             f"{owner}[{cell_type!r}]: {what} must be strings, got {type(bad[0]).__name__} {bad[0]!r}"
         )
-    dup = pd.Index(out)[pd.Index(out).duplicated()].unique().tolist()
-    if dup:
+    if len(set(out)) != len(out):
+        dup = pd.Index(out)[pd.Index(out).duplicated()].unique().tolist()
         raise InputDataError(f"{owner}[{cell_type!r}]: duplicated {what}: {dup[:10]}")
     return out
 
