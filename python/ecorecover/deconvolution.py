@@ -31,8 +31,9 @@ import scipy.sparse as sp
 
 from . import preprocessing as _pp
 from .recovery import EXPRESSED, MIN_GENES_EXPRESSED, GeneMatchError, Mode, RecoveryWarning, nmf_predict
+from .recovery.inputs import RUN_PARAMS
 from ._naming import model_genes
-from ._params import Interval, StrOptions, validate_params
+from ._params import Interval, validate_params
 from .errors import InputDataError, NonFiniteValueError, ParameterError, ParameterTypeError
 from ._warnings import warn
 
@@ -41,7 +42,7 @@ __all__ = ["deconvolve", "DeconvolutionWarning"]
 #: What deconvolve's arguments accept (checked by its ``_params.validate_params`` decorator).
 _PARAMS: dict[str, list[Any]] = {
     "scale": ["boolean"], "samples_per_run": [Interval(Integral, 1, None)], "sum_to_one": ["boolean"],
-    "mode": [StrOptions({"exact", "fast"})], "n_jobs": ["n_jobs"], "return_runs": ["boolean"],
+    "mode": RUN_PARAMS["mode"], "n_jobs": RUN_PARAMS["n_jobs"], "return_runs": ["boolean"],
 }
 
 
