@@ -203,21 +203,19 @@ pub fn simd_level() -> &'static str {
 }
 
 /// Runs KL steps on `x` (n units x k, unit-major) with `f` fixed (t x k row-major), `nz` the
-/// non-zeros of V per unit, under the connectivity rule on `labels_of(x)`; stops with
-/// [`CoreError::Cancelled`] (leaving `x` partly updated) once `cancel` is set.
+/// non-zeros of V per unit, under the connectivity rule on `fixed_labels`, or when `None` on
+/// the argmax labels of `x` ([`argmax_labels`], read from the lane-wise copy); stops with
+/// [`CoreError::Cancelled`] (leaving `x` unspecified) once `cancel` is set.
 /// The kernel is `path`'s copy; every copy gives the same bits.
-fn run<L>(
+fn run(
     nz: &Nonzeros,
     s: &Steps,
     path: KernelPath,
     x: &mut [f64],
     rule: &StopRule,
     cancel: &Cancel,
-    labels_of: L,
-) -> Result<usize>
-where
-    L: Fn(&[f64]) -> Vec<u32>,
-{
+    fixed_labels: Option<&[u32]>,
+) -> Result<usize> {
     let k = s.k;
     let n_units = x.len() / k;
     let blocks = blocks(nz, n_units);
@@ -264,14 +262,32 @@ where
         cancel.check()?;
         it = end;
         if it.is_multiple_of(every) {
-            write_back(&blocks, &xb, k, x);
-            if conn.observe(labels_of(x), rule.stationary) {
+            let labels = fixed_labels.map_or_else(|| lane_labels(&blocks, &xb, n_units), <[u32]>::to_vec);
+            if conn.observe(labels, rule.stationary) {
                 break;
             }
         }
     }
     write_back(&blocks, &xb, k, x);
     Ok(it)
+}
+
+/// [`argmax_labels`] of the factor, read from its lane-wise copy: per unit, the first `a` with
+/// the largest value.
+fn lane_labels(blocks: &[lanes::Block], xb: &[Vec<[f64; LANES]>], n_units: usize) -> Vec<u32> {
+    let mut labels = vec![0u32; n_units];
+    for (b, xv) in blocks.iter().zip(xb) {
+        for (l, &j) in b.units.iter().enumerate() {
+            let mut best = 0usize;
+            for (a, row) in xv.iter().enumerate().skip(1) {
+                if row[l] > xv[best][l] {
+                    best = a;
+                }
+            }
+            labels[j] = best as u32;
+        }
+    }
+    labels
 }
 
 /// Copies the lane-wise factor of every block back into `x` (unit-major).
@@ -322,7 +338,7 @@ pub fn update_h_with(
     let nz = Nonzeros::by_columns(&v);
     let mut x: Vec<f64> = (0..n).flat_map(|j| h0.column(j).to_vec()).collect();
     let steps = Steps { f: &f, k, denom: &denom };
-    let iters = run(&nz, &steps, path, &mut x, rule, cancel, |x| argmax_labels(x, k))?;
+    let iters = run(&nz, &steps, path, &mut x, rule, cancel, None)?;
     let h = Array2::from_shape_fn((k, n), |(a, j)| x[j * k + a]);
     Ok((h, iters))
 }
@@ -366,7 +382,7 @@ pub fn update_w_with(
     let nz = Nonzeros::by_rows(&v);
     let mut x: Vec<f64> = w0.iter().copied().collect();
     let steps = Steps { f: &f, k, denom: &denom };
-    let iters = run(&nz, &steps, path, &mut x, rule, cancel, |_| labels.clone())?;
+    let iters = run(&nz, &steps, path, &mut x, rule, cancel, Some(&labels))?;
     let w = Array2::from_shape_fn((m, k), |(i, a)| x[i * k + a]);
     Ok((w, iters))
 }
@@ -394,6 +410,29 @@ mod tests {
         // Converges to per-class means for a 0/1 H.
         assert!((w[[0, 0]] - 1.5).abs() < 1e-9);
         assert!((w[[1, 1]] - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lane_labels_are_the_argmax_labels() {
+        // Ties (values from a small set) must go to the first maximum, as in `argmax_labels`.
+        let (n, k) = (21, 4);
+        let v = Array2::from_shape_fn((5, n), |(i, j)| ((i * 7 + j * 3) % 4) as f64);
+        let nz = Nonzeros::by_columns(&v.view());
+        let x: Vec<f64> = (0..n * k).map(|i| ((i * 13) % 5) as f64).collect();
+        let bl = blocks(&nz, n);
+        let xb: Vec<Vec<[f64; LANES]>> = bl
+            .iter()
+            .map(|b| {
+                (0..k)
+                    .map(|a| {
+                        let mut r = [9.0; LANES];
+                        b.units.iter().enumerate().for_each(|(l, &j)| r[l] = x[j * k + a]);
+                        r
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(lane_labels(&bl, &xb, n), argmax_labels(&x, k));
     }
 
     #[test]
