@@ -62,7 +62,7 @@ class Features:
         """Sums of every feature over the groups of cells ``order[starts[a]:starts[a + 1]]``
         (groups x features), added as :func:`numpy.add.reduceat` adds the rows of
         :meth:`columns` (:func:`ecorecover._core.posneg_group_sums`)."""
-        pos, neg = _core.posneg_group_sums(self.z, self.rows[order], starts, n_threads=1)
+        pos, neg = _core.posneg_group_sums(self.z, self.rows[order], starts)
         return np.where(self.neg, neg[:, self.gene], pos[:, self.gene])
 
 
@@ -76,7 +76,7 @@ def posneg_features(z: F64, genes: Sequence[str], rows: npt.NDArray[np.integer] 
     documented divergence); without negative values R skips posneg and they are the genes."""
     z = np.ascontiguousarray(z, dtype=np.float64)
     idx = np.arange(z.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    lo, hi = _core.column_ranges(z, idx, n_threads=1)
+    lo, hi = _core.column_ranges(z, idx)
     const = lo == hi
     if not bool((lo < 0).any()):
         gene = np.flatnonzero(~const).astype(np.int64)

@@ -11,7 +11,6 @@
 //! (and of the closed form the tests check against R).
 
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 
@@ -48,8 +47,8 @@ pub fn posneg_group_sums(z: ArrayView2<f64>, rows: &[usize], starts: &[usize]) -
     let (k, g) = (starts.len(), z.ncols());
     let z = z.as_standard_layout();
     let z = z.as_slice().expect("standard layout");
+    // Serial: training runs many of these at once, one per thread.
     let sums: Vec<Vec<f64>> = (0..k)
-        .into_par_iter()
         .map(|a| {
             let group = &rows[starts[a]..starts.get(a + 1).copied().unwrap_or(rows.len())];
             let mut s = Sums::new(z, g);

@@ -30,32 +30,29 @@ fn select_rows<'py>(
 }
 
 /// Minimum and maximum of every column of `z` over `rows` (NaN counted as 0).
+/// Runs on the calling thread.
 #[pyfunction]
-#[pyo3(signature = (z, rows, n_threads=None))]
 fn column_ranges<'py>(
     py: Python<'py>,
     z: PyReadonlyArray2<'py, f64>,
     rows: PyReadonlyArray1<'py, i64>,
-    n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     let (z, rows) = (z.as_array(), indices(&rows, "rows")?);
-    let (lo, hi) = enter(py, n_threads, || groups::column_ranges(z, &rows))?;
+    let (lo, hi) = enter(py, None, || groups::column_ranges(z, &rows))?;
     Ok((lo.into_pyarray(py), hi.into_pyarray(py)))
 }
 
 /// Per-group sums of `max(z, 0)` and `max(-z, 0)` over `rows[starts[a]:starts[a + 1]]`, added
-/// as `numpy.add.reduceat` adds rows: (pos, neg), groups x columns.
+/// as `numpy.add.reduceat` adds rows: (pos, neg), groups x columns. Runs on the calling thread.
 #[pyfunction]
-#[pyo3(signature = (z, rows, starts, n_threads=None))]
 fn posneg_group_sums<'py>(
     py: Python<'py>,
     z: PyReadonlyArray2<'py, f64>,
     rows: PyReadonlyArray1<'py, i64>,
     starts: PyReadonlyArray1<'py, i64>,
-    n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>)> {
     let (z, rows, starts) = (z.as_array(), indices(&rows, "rows")?, indices(&starts, "starts")?);
-    let (pos, neg) = enter(py, n_threads, || groups::posneg_group_sums(z, &rows, &starts))?;
+    let (pos, neg) = enter(py, None, || groups::posneg_group_sums(z, &rows, &starts))?;
     Ok((pos.into_pyarray(py), neg.into_pyarray(py)))
 }
 
