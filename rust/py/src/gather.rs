@@ -7,7 +7,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::glue::{enter, slice};
+use crate::glue::{enter, indices, slice};
 
 /// Evaluates `$body` with `$m` bound to the [`Matrix`] view of the Python object `$x`.
 macro_rules! with_matrix {
@@ -57,13 +57,6 @@ macro_rules! with_matrix {
 fn unsupported(x: &Bound<'_, PyAny>) -> String {
     let dtype = x.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "?".into());
     format!("x: a 2-d numpy array or scipy CSR/CSC of float64, float32, int64, int32, uint32 or uint16 (native byte order) is needed, got dtype {dtype}")
-}
-
-fn rows_of(rows: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<usize>> {
-    slice(rows, "rows")?
-        .iter()
-        .map(|&r| usize::try_from(r).map_err(|_| PyValueError::new_err(format!("rows: negative row {r}"))))
-        .collect()
 }
 
 fn scaling<'a>(mean: Option<&'a [f64]>, sd: Option<&'a [f64]>, max: f64) -> PyResult<Option<Scaling<'a>>> {
@@ -167,7 +160,7 @@ fn gather_run_v<'py>(
     scale_max: f64,
     n_threads: Option<usize>,
 ) -> PyResult<RunV<'py>> {
-    let (r, c, w) = (rows_of(&rows)?, slice(&cols, "cols")?, slice(&in_w, "in_w")?);
+    let (r, c, w) = (indices(&rows, "rows")?, slice(&cols, "cols")?, slice(&in_w, "in_w")?);
     let mean = mean.as_ref().map(|a| slice(a, "mean")).transpose()?;
     let sd = sd.as_ref().map(|a| slice(a, "sd")).transpose()?;
     let sc = scaling(mean, sd, scale_max)?;
@@ -193,7 +186,7 @@ fn gather_dense<'py>(
     scale_max: f64,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (r, c) = (rows_of(&rows)?, slice(&cols, "cols")?);
+    let (r, c) = (indices(&rows, "rows")?, slice(&cols, "cols")?);
     let mean = mean.as_ref().map(|a| slice(a, "mean")).transpose()?;
     let sd = sd.as_ref().map(|a| slice(a, "sd")).transpose()?;
     let sc = scaling(mean, sd, scale_max)?;
@@ -216,7 +209,7 @@ fn gather_csr<'py>(
     transform: bool,
     n_threads: Option<usize>,
 ) -> PyResult<Csr<'py>> {
-    let (r, c) = (rows_of(&rows)?, slice(&cols, "cols")?);
+    let (r, c) = (indices(&rows, "rows")?, slice(&cols, "cols")?);
     let (p, i, d) = with_matrix!(x, m => {
         enter(py, n_threads, || gather::extract_csr(&m, &r, &Columns::new(c, m.shape().1)?, transform))
     })?;
