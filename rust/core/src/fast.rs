@@ -89,6 +89,10 @@ struct Prepared {
     /// Per gene: W rows (k each) or None (NaN in W: the feature is not used).
     pos: Vec<Option<Vec<f64>>>,
     neg: Vec<Option<Vec<f64>>>,
+    /// Per gene: the sums of the W rows in `pos` and `neg` (0 where unused) and their
+    /// logarithms ([`ln::ln`]), which give `W h` and f at the lane kernel's start value.
+    pos_sum: Vec<(f64, f64)>,
+    neg_sum: Vec<(f64, f64)>,
     /// Column sums of the used rows of W (the linear term d of f).
     denom: Vec<f64>,
     /// The sum of `denom`.
@@ -129,7 +133,16 @@ fn prepare(model: &GeneModel) -> Result<Prepared> {
         }
     }
     let denom_sum = denom.iter().sum();
-    Ok(Prepared { k, g, posneg: model.posneg, pos, neg, denom, denom_sum })
+    let sums = |rows: &[Option<Vec<f64>>]| -> Vec<(f64, f64)> {
+        rows.iter()
+            .map(|r| {
+                let s = r.as_ref().map_or(0.0, |r| r.iter().sum());
+                (s, ln::ln(s))
+            })
+            .collect()
+    };
+    let (pos_sum, neg_sum) = (sums(&pos), sums(&neg));
+    Ok(Prepared { k, g, posneg: model.posneg, pos, neg, pos_sum, neg_sum, denom, denom_sum })
 }
 
 /// One block's input: the CSR rows, the scaling and the value of a gene where a cell has no
@@ -142,16 +155,17 @@ struct Input<'a> {
 }
 
 /// One cell's features: its scaled values `z` (all genes), and the used features' W rows
-/// (`a`, p x k) and values (`v`, all > 0) in gene order.
+/// (`a`, p x k), values (`v`, all > 0) and row sums with their logarithms (`s`) in gene order.
 struct Features {
     z: Vec<f64>,
     a: Vec<f64>,
     v: Vec<f64>,
+    s: Vec<(f64, f64)>,
 }
 
 impl Features {
     fn new(g: usize, k: usize) -> Self {
-        Features { z: vec![0.0; g], a: Vec::with_capacity(g * k), v: Vec::with_capacity(g) }
+        Features { z: vec![0.0; g], a: Vec::with_capacity(g * k), v: Vec::with_capacity(g), s: Vec::with_capacity(g) }
     }
 
     /// Scale the cell's values (if a scaling is given) and keep its posneg features whose W
@@ -168,10 +182,11 @@ impl Features {
         }
         self.a.clear();
         self.v.clear();
+        self.s.clear();
         for j in 0..prep.g {
             let zj = self.z[j];
-            let (row, val) = if zj > 0.0 {
-                (&prep.pos[j], zj)
+            let (row, val, sum) = if zj > 0.0 {
+                (&prep.pos[j], zj, prep.pos_sum[j])
             } else if zj < 0.0 {
                 if !prep.posneg {
                     if prep.pos[j].is_some() {
@@ -184,7 +199,7 @@ impl Features {
                     }
                     continue;
                 }
-                (&prep.neg[j], -zj)
+                (&prep.neg[j], -zj, prep.neg_sum[j])
             } else {
                 continue;
             };
@@ -192,6 +207,7 @@ impl Features {
                 if r.iter().any(|&c| c > 0.0) {
                     self.a.extend_from_slice(r);
                     self.v.push(val);
+                    self.s.push(sum);
                 }
             }
         }

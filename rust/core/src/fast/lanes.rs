@@ -11,24 +11,33 @@
 //! k-variable QP and the stopping tests run per lane. A lane whose cell has converged is
 //! refilled with the next cell of the block at the next Newton iteration, so lanes are not
 //! held back by their slowest cell. Nothing is allocated after [`LaneWork::new`].
+//!
+//! Where the time goes (the `fast_solver` example, k = 11, ~75 features per cell): the
+//! Hessian (register tiles of `Ops::tile` over groups of `ROWS` feature rows) and the
+//! per-lane QP take about a fifth each, the line search (`W h` and the logarithms) an eighth,
+//! loading a cell (gathering its features, copying them into its lane) about as much. A new
+//! cell's `W h` and f at the start value come from its W rows' sums and their logarithms,
+//! computed once per call, so a cell costs one logarithm before its first step.
 
 // Index loops over lanes and the small k x k blocks are the clearer form here; `!(x > 0.0)`
 // is meant to be true for NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+use super::ln::ln;
 use super::pivot::{nnqp, PivotWork};
 use super::reference::{converged, start_value};
-use super::search::{line_search, objective_one, Search};
+use super::search::{line_search, Search};
 #[cfg(target_arch = "x86_64")]
 use super::simd::Avx2;
-use super::simd::{Lane, Ops, Plain};
+use super::simd::{Lane, Ops, Plain, TILE};
 pub use super::simd::{SimdPath, LANES};
 use super::{FastOptions, Features, Input, Prepared};
 use crate::cancel::Cancel;
 use crate::EPS;
 
-/// Feature rows taken together in the Hessian.
-const ROWS: usize = 4;
+/// Feature rows taken together in the Hessian (their `q_i a_i` and rows stay in L1 while the
+/// tiles of the Hessian sweep them).
+const ROWS: usize = 16;
 
 /// What every block of a call shares.
 pub(super) struct Ctx<'a> {
@@ -56,7 +65,7 @@ pub(super) struct LaneWork {
     /// Lower triangle of the Hessian, packed by rows (`a (a + 1) / 2 + b`, b <= a).
     hess: Vec<Lane>,
     slot: Slots,
-    /// One lane's packed Hessian, QP linear term and solution.
+    /// One lane's Hessian (in full), QP linear term and solution.
     hc: Vec<f64>,
     qc: Vec<f64>,
     uc: Vec<f64>,
@@ -96,7 +105,7 @@ impl LaneWork {
             qa: vec![Lane::ZERO; ROWS * k],
             hess: vec![Lane::ZERO; k * (k + 1) / 2],
             slot: Slots::default(),
-            hc: vec![0.0; k * (k + 1) / 2],
+            hc: vec![0.0; k * k],
             qc: vec![0.0; k],
             uc: vec![0.0; k],
             qp: PivotWork::new(k),
@@ -190,19 +199,36 @@ fn refill(
         w.slot.dirty[l] = p;
         w.slot.p[l] = p;
         w.h.iter_mut().for_each(|x| x[l] = c);
-        for i in 0..p {
-            let mut s = 0.0;
-            for col in 0..k {
-                s += fa[i * k + col] * w.h[col][l];
-            }
-            w.y[i][l] = s;
-        }
-        w.slot.f[l] = objective_one(d, &w.h, &w.v, &w.y, p, l);
+        w.slot.f[l] = start_objective(w, l, d, c);
         w.slot.cell[l] = Some(cell);
         w.slot.it[l] = 0;
         return next;
     }
     next
+}
+
+/// `W h` (into `y`) and f at the start value `h = c` of the cell just loaded into lane `l`,
+/// from its rows' sums `s_i` and their logarithms: `y_i = c s_i` and
+/// `f = sum_a d_a c - sum_i v_i (ln c + ln s_i)` (no logarithm per cell but one).
+#[inline(always)]
+fn start_objective(w: &mut LaneWork, l: usize, d: &[f64], c: f64) -> f64 {
+    let lc = ln(c);
+    let mut f = 0.0;
+    for da in d {
+        f += da * c;
+    }
+    let (mut lsum, mut positive) = (0.0, true);
+    for (i, (&vi, &(si, lsi))) in w.feat.v.iter().zip(&w.feat.s).enumerate() {
+        let yi = c * si;
+        w.y[i][l] = yi;
+        positive &= yi > 0.0;
+        lsum += vi * (lc + lsi);
+    }
+    if positive {
+        f - lsum
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// The longest feature list of the busy lanes.
@@ -220,25 +246,18 @@ fn grad_hess<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize) {
     }
     w.hess.iter_mut().for_each(|x| *x = Lane::ZERO);
     // Rows in groups of ROWS: each Hessian entry takes the group's terms one after another in
-    // row order (the reference's order) while held in a register.
+    // row order (the reference's order) while held in a register, TILE entries at a time.
     let mut i = 0;
     while i < pm {
         let m = ROWS.min(pm - i);
         for t in 0..m {
             let (vi, yi) = (&w.v[i + t], &w.y[i + t]);
-            let mut r = Lane::ZERO;
-            let mut q = Lane::ZERO;
-            for l in 0..LANES {
-                let inv = 1.0 / yi[l];
-                let rl = vi[l] * inv;
-                let ql = rl * inv;
-                // Padding rows (value 0) contribute nothing.
-                r[l] = if vi[l] > 0.0 { rl } else { 0.0 };
-                q[l] = if vi[l] > 0.0 { ql } else { 0.0 };
-            }
+            let (mut r, mut q) = (Lane::ZERO, Lane::ZERO);
+            // SAFETY (here and below): `O`'s CPU features were checked by the caller.
+            // Padding rows (value 0) contribute nothing.
+            unsafe { O::ratios(&mut r, &mut q, vi, yi) };
             let row = &w.a[(i + t) * k..(i + t + 1) * k];
             for ((ga, qa), ra) in w.grad.iter_mut().zip(w.qa[t * k..(t + 1) * k].iter_mut()).zip(row) {
-                // SAFETY (here and below): `O`'s CPU features were checked by the caller.
                 unsafe {
                     O::sub_mul(ga, ra, &r);
                     O::mul(qa, &q, ra);
@@ -248,20 +267,11 @@ fn grad_hess<O: Ops>(w: &mut LaneWork, d: &[f64], pm: usize) {
         let rows = &w.a[i * k..(i + m) * k];
         for a in 0..k {
             let base = a * (a + 1) / 2;
-            let hess = &mut w.hess[base..=base + a];
-            if m == ROWS {
-                let qa = [&w.qa[a], &w.qa[k + a], &w.qa[2 * k + a], &w.qa[3 * k + a]];
-                for (b, hb) in hess.iter_mut().enumerate() {
-                    let rb = [&rows[b], &rows[k + b], &rows[2 * k + b], &rows[3 * k + b]];
-                    unsafe { O::add_mul4(hb, qa, rb) };
-                }
-            } else {
-                for t in 0..m {
-                    let qa = &w.qa[t * k + a];
-                    for (hb, rb) in hess.iter_mut().zip(&rows[t * k..t * k + a + 1]) {
-                        unsafe { O::add_mul(hb, qa, rb) };
-                    }
-                }
+            let mut b0 = 0;
+            while b0 <= a {
+                let nb = (a + 1 - b0).min(TILE);
+                unsafe { O::tile(&mut w.hess[base + b0..base + b0 + nb], &w.qa[a..], &rows[b0..], k, m) };
+                b0 += nb;
             }
         }
         i += m;
@@ -291,10 +301,12 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
             continue;
         }
         w.slot.it[l] += 1;
-        for (hc, hl) in w.hc.iter_mut().zip(&w.hess) {
-            *hc = hl[l];
-        }
         for a in 0..k {
+            let row = &w.hess[a * (a + 1) / 2..=a * (a + 1) / 2 + a];
+            for (b, hab) in row.iter().enumerate() {
+                w.hc[a * k + b] = hab[l];
+                w.hc[b * k + a] = hab[l];
+            }
             w.qc[a] = w.step[a][l];
             w.uc[a] = w.h[a][l];
         }
@@ -323,6 +335,16 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
     }
     let s = Search { k, a: &w.a, v: &w.v, pm, d, h: &w.h, step: &w.step, f: &w.slot.f, slope: &w.slot.slope };
     let accepted = line_search::<O>(&s, &mut w.hn, &mut w.yn, &mut w.slot.fnew, &mut w.slot.t, searching);
+    // W h at the accepted points, across lanes (rows past a lane's features are padding).
+    let mut take = [0u64; LANES];
+    for l in 0..LANES {
+        take[l] = if searching[l] && accepted[l] { !0 } else { 0 };
+    }
+    for (y, yn) in w.y[..pm].iter_mut().zip(&w.yn[..pm]) {
+        for l in 0..LANES {
+            y[l] = f64::from_bits((yn[l].to_bits() & take[l]) | (y[l].to_bits() & !take[l]));
+        }
+    }
     for l in 0..LANES {
         if !searching[l] {
             continue;
@@ -337,9 +359,6 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
             hmax = hmax.max(w.hn[a][l]);
             change = change.max((w.hn[a][l] - w.h[a][l]).abs());
             w.h[a][l] = w.hn[a][l];
-        }
-        for i in 0..w.slot.p[l] {
-            w.y[i][l] = w.yn[i][l];
         }
         w.slot.f[l] = w.slot.fnew[l];
         if converged(change, hmax, w.slot.t[l], opts) || w.slot.it[l] as usize >= opts.max_iter {

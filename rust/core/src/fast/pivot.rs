@@ -5,7 +5,7 @@
 //! number of breaking variables stops falling, which makes the method finite). Warm-started
 //! from the support of the current iterate, it usually needs one Cholesky solve near the
 //! solution and two or three from a fresh start. Plain scalar code (no FMA), so every SIMD
-//! path gives the same bits; H is read from its packed lower triangle.
+//! path gives the same bits.
 
 // Index loops are the clearer form for these small dense k x k kernels; `!(x > 0.0)` is
 // meant to be true for NaN.
@@ -38,46 +38,31 @@ impl PivotWork {
     }
 }
 
-/// Entry (a, b) of the symmetric matrix whose lower triangle is packed by rows in `hp`.
-#[inline(always)]
-pub(super) fn at(hp: &[f64], a: usize, b: usize) -> f64 {
-    if b <= a {
-        hp[a * (a + 1) / 2 + b]
-    } else {
-        hp[b * (b + 1) / 2 + a]
-    }
-}
-
-/// Solve `(H_FF + ridge I) x = -q_F` on the free indices `w.idx` into `w.sol` by Cholesky;
-/// false when the block is not positive definite.
-fn chol_solve(hp: &[f64], q: &[f64], k: usize, ridge: f64, w: &mut PivotWork) -> bool {
-    let (idx, c, inv, x) = (&w.idx, &mut w.chol, &mut w.inv, &mut w.sol);
+/// Solve `(H_FF + ridge I) x = -q_F` on the free indices `w.idx` into `w.sol` by Cholesky
+/// (`h`: the full k x k matrix, row-major); false when the block is not positive definite.
+fn chol_solve(h: &[f64], q: &[f64], k: usize, ridge: f64, w: &mut PivotWork) -> bool {
+    let (idx, c, inv, x) = (&w.idx[..], &mut w.chol[..], &mut w.inv[..], &mut w.sol[..]);
     let m = idx.len();
-    for i in 0..m {
-        for j in 0..=i {
-            let mut s = at(hp, idx[i], idx[j]);
-            for l in 0..j {
-                s -= c[i * k + l] * c[j * k + l];
-            }
-            if i == j {
-                s += ridge;
-                if !(s > 0.0) {
-                    return false;
-                }
-                let d = s.sqrt();
-                c[i * k + i] = d;
-                inv[i] = 1.0 / d;
-            } else {
-                c[i * k + j] = s * inv[j];
-            }
+    for (i, &ri) in idx.iter().enumerate() {
+        let hi = &h[ri * k..(ri + 1) * k];
+        let (done, rest) = c.split_at_mut(i * k);
+        let ci = &mut rest[..=i];
+        for (j, &rj) in idx[..i].iter().enumerate() {
+            let cj = &done[j * k..j * k + j];
+            let s = ci[..j].iter().zip(cj).fold(hi[rj], |s, (a, b)| s - a * b);
+            ci[j] = s * inv[j];
         }
+        let s = ci[..i].iter().fold(hi[ri], |s, a| s - a * a) + ridge;
+        if !(s > 0.0) {
+            return false;
+        }
+        let d = s.sqrt();
+        ci[i] = d;
+        inv[i] = 1.0 / d;
     }
     for i in 0..m {
-        let mut s = -q[idx[i]];
-        for l in 0..i {
-            s -= c[i * k + l] * x[l];
-        }
-        x[i] = s * inv[i];
+        let ci = &c[i * k..i * k + i];
+        x[i] = ci.iter().zip(&x[..i]).fold(-q[idx[i]], |s, (a, b)| s - a * b) * inv[i];
     }
     for i in (0..m).rev() {
         let mut s = x[i];
@@ -92,7 +77,7 @@ fn chol_solve(hp: &[f64], q: &[f64], k: usize, ridge: f64, w: &mut PivotWork) ->
 /// Mark in `w.flip` the variables breaking the optimality conditions of the current solve
 /// (free and negative, or bound with a gradient below `-tol`); returns how many and the
 /// highest such index.
-fn breaking(hp: &[f64], q: &[f64], k: usize, tol: f64, w: &mut PivotWork) -> (usize, usize) {
+fn breaking(h: &[f64], q: &[f64], k: usize, tol: f64, w: &mut PivotWork) -> (usize, usize) {
     let (mut count, mut last) = (0, 0);
     w.flip.iter_mut().for_each(|f| *f = false);
     for (t, &a) in w.idx.iter().enumerate() {
@@ -102,10 +87,8 @@ fn breaking(hp: &[f64], q: &[f64], k: usize, tol: f64, w: &mut PivotWork) -> (us
     }
     for a in 0..k {
         if !w.free[a] {
-            let mut gr = q[a];
-            for (t, &b) in w.idx.iter().enumerate() {
-                gr += at(hp, a, b) * w.sol[t];
-            }
+            let ha = &h[a * k..(a + 1) * k];
+            let gr = w.idx.iter().zip(&w.sol).fold(q[a], |g, (&b, s)| g + ha[b] * s);
             w.flip[a] = -gr > tol;
         }
         if w.flip[a] {
@@ -116,11 +99,11 @@ fn breaking(hp: &[f64], q: &[f64], k: usize, tol: f64, w: &mut PivotWork) -> (us
     (count, last)
 }
 
-/// Solve the QP with H given by its packed lower triangle `hp`, starting from the support of
+/// Solve the QP with H given in full (`h`, k x k, row-major), starting from the support of
 /// the feasible `u` (its positive entries are the first free set); `u` receives the solution
 /// (or, should the method fail, stays as given).
-pub(super) fn nnqp(hp: &[f64], q: &[f64], k: usize, u: &mut [f64], w: &mut PivotWork) {
-    let diag_max = (0..k).map(|a| at(hp, a, a)).fold(0.0, f64::max);
+pub(super) fn nnqp(h: &[f64], q: &[f64], k: usize, u: &mut [f64], w: &mut PivotWork) {
+    let diag_max = (0..k).map(|a| h[a * k + a]).fold(0.0, f64::max);
     let ridge0 = if diag_max > 0.0 { diag_max * 1e-13 } else { 1e-300 };
     let tol = 1e-13 * q.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
     for a in 0..k {
@@ -131,13 +114,13 @@ pub(super) fn nnqp(hp: &[f64], q: &[f64], k: usize, u: &mut [f64], w: &mut Pivot
         w.idx.clear();
         w.idx.extend((0..k).filter(|&a| w.free[a]));
         let mut ridge = 0.0;
-        while !chol_solve(hp, q, k, ridge, w) {
+        while !chol_solve(h, q, k, ridge, w) {
             ridge = if ridge == 0.0 { ridge0 } else { ridge * 100.0 };
             if ridge > diag_max.max(1.0) * 1e6 {
                 return; // hopeless: keep u
             }
         }
-        let (count, last) = breaking(hp, q, k, tol, w);
+        let (count, last) = breaking(h, q, k, tol, w);
         if count == 0 {
             u.iter_mut().for_each(|x| *x = 0.0);
             for (t, &a) in w.idx.iter().enumerate() {
@@ -165,10 +148,10 @@ mod tests {
     use super::*;
 
     /// KKT residual of `u` for the QP.
-    fn kkt(hp: &[f64], q: &[f64], k: usize, u: &[f64]) -> f64 {
+    fn kkt(h: &[f64], q: &[f64], k: usize, u: &[f64]) -> f64 {
         (0..k)
             .map(|a| {
-                let g = q[a] + (0..k).map(|b| at(hp, a, b) * u[b]).sum::<f64>();
+                let g = q[a] + (0..k).map(|b| h[a * k + b] * u[b]).sum::<f64>();
                 if u[a] > 0.0 {
                     g.abs()
                 } else {
@@ -189,10 +172,10 @@ mod tests {
             for _ in 0..200 {
                 // H = B'B + small ridge with B (k+2) x k; q of either sign.
                 let b: Vec<f64> = (0..(k + 2) * k).map(|_| next() - 0.3).collect();
-                let mut hp = vec![0.0; k * (k + 1) / 2];
+                let mut hp = vec![0.0; k * k];
                 for a in 0..k {
-                    for c in 0..=a {
-                        hp[a * (a + 1) / 2 + c] = (0..k + 2).map(|r| b[r * k + a] * b[r * k + c]).sum::<f64>();
+                    for c in 0..k {
+                        hp[a * k + c] = (0..k + 2).map(|r| b[r * k + a] * b[r * k + c]).sum::<f64>();
                     }
                 }
                 let q: Vec<f64> = (0..k).map(|_| 2.0 * next() - 1.0).collect();

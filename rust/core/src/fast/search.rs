@@ -6,33 +6,13 @@
 // Index loops over lanes are the clearer form here; `!(x > 0.0)` is meant to be true for NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
-use super::ln::{ln, ln_lanes};
+use super::ln::ln_lanes;
 use super::simd::{Lane, Ops, LANES};
 
 /// Armijo's sufficient-decrease constant.
 pub(super) const SIGMA: f64 = 1e-4;
 /// Backtracking halvings of the step at most.
 pub(super) const MAX_TRIALS: usize = 60;
-
-/// `f(h) = d . h - sum_i v_i ln y_i` of one lane's cell (its `h` and first `p` features),
-/// given `y = A h`; +inf when some `y_i` with `v_i > 0` is not positive. The same bits as
-/// lane `l` of [`objective_lanes`].
-#[inline(always)]
-pub(super) fn objective_one(d: &[f64], h: &[Lane], v: &[Lane], y: &[Lane], p: usize, l: usize) -> f64 {
-    let mut f = 0.0;
-    for (da, ha) in d.iter().zip(h) {
-        f += da * ha[l];
-    }
-    let mut lsum = 0.0;
-    for i in 0..p {
-        let (vi, yi) = (v[i][l], y[i][l]);
-        if !(yi > 0.0) {
-            return f64::INFINITY;
-        }
-        lsum += vi * ln(yi);
-    }
-    f - lsum
-}
 
 /// f of every lane over the first `pm` feature rows (padding rows have `v = 0`).
 #[inline(always)]
