@@ -159,7 +159,7 @@ proptest! {
     fn lanes_agree_with_the_reference_and_across_paths(
         n in 0usize..45,
         g in 1usize..30,
-        k in 1usize..13,
+        k in 1usize..7,
         seed in any::<u64>(),
         scaled in any::<bool>(),
         posneg in any::<bool>(),

@@ -335,16 +335,7 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
     }
     let s = Search { k, a: &w.a, v: &w.v, pm, d, h: &w.h, step: &w.step, f: &w.slot.f, slope: &w.slot.slope };
     let accepted = line_search::<O>(&s, &mut w.hn, &mut w.yn, &mut w.slot.fnew, &mut w.slot.t, searching);
-    // W h at the accepted points, across lanes (rows past a lane's features are padding).
-    let mut take = [0u64; LANES];
-    for l in 0..LANES {
-        take[l] = if searching[l] && accepted[l] { !0 } else { 0 };
-    }
-    for (y, yn) in w.y[..pm].iter_mut().zip(&w.yn[..pm]) {
-        for l in 0..LANES {
-            y[l] = f64::from_bits((yn[l].to_bits() & take[l]) | (y[l].to_bits() & !take[l]));
-        }
-    }
+    take_y(w, pm, searching, accepted);
     for l in 0..LANES {
         if !searching[l] {
             continue;
@@ -363,6 +354,21 @@ fn newton_step<O: Ops>(w: &mut LaneWork, ctx: &Ctx, h: &mut [f64], its: &mut [u3
         w.slot.f[l] = w.slot.fnew[l];
         if converged(change, hmax, w.slot.t[l], opts) || w.slot.it[l] as usize >= opts.max_iter {
             finish(w, l, k, h, its);
+        }
+    }
+}
+
+/// `W h` at the accepted points into `y`, across lanes (rows past a lane's features are
+/// padding, whatever they hold).
+#[inline(always)]
+fn take_y(w: &mut LaneWork, pm: usize, searching: [bool; LANES], accepted: [bool; LANES]) {
+    let mut take = [0u64; LANES];
+    for l in 0..LANES {
+        take[l] = if searching[l] && accepted[l] { !0 } else { 0 };
+    }
+    for (y, yn) in w.y[..pm].iter_mut().zip(&w.yn[..pm]) {
+        for l in 0..LANES {
+            y[l] = f64::from_bits((yn[l].to_bits() & take[l]) | (y[l].to_bits() & !take[l]));
         }
     }
 }
