@@ -59,7 +59,14 @@ fn unsupported(x: &Bound<'_, PyAny>) -> String {
     format!("x: a 2-d numpy array or scipy CSR/CSC of float64, float32, int64, int32, uint32 or uint16 (native byte order) is needed, got dtype {dtype}")
 }
 
-fn scaling<'a>(mean: Option<&'a [f64]>, sd: Option<&'a [f64]>, max: f64) -> PyResult<Option<Scaling<'a>>> {
+/// The optional scaling arguments `mean` and `sd` (both or neither) as a [`Scaling`].
+fn scaling<'a>(
+    mean: &'a Option<PyReadonlyArray1<'_, f64>>,
+    sd: &'a Option<PyReadonlyArray1<'_, f64>>,
+    max: f64,
+) -> PyResult<Option<Scaling<'a>>> {
+    let mean = mean.as_ref().map(|a| slice(a, "mean")).transpose()?;
+    let sd = sd.as_ref().map(|a| slice(a, "sd")).transpose()?;
     match (mean, sd) {
         (Some(mean), Some(sd)) => Ok(Some(Scaling { mean, sd, max })),
         (None, None) => Ok(None),
@@ -161,9 +168,7 @@ fn gather_run_v<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<RunV<'py>> {
     let (r, c, w) = (indices(&rows, "rows")?, slice(&cols, "cols")?, slice(&in_w, "in_w")?);
-    let mean = mean.as_ref().map(|a| slice(a, "mean")).transpose()?;
-    let sd = sd.as_ref().map(|a| slice(a, "sd")).transpose()?;
-    let sc = scaling(mean, sd, scale_max)?;
+    let sc = scaling(&mean, &sd, scale_max)?;
     let (v, kept) = with_matrix!(x, m => {
         enter(py, n_threads, || gather::run_features(&m, &r, &Columns::new(c, m.shape().1)?, sc, posneg, transform, w))
     })?;
@@ -187,9 +192,7 @@ fn gather_dense<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (r, c) = (indices(&rows, "rows")?, slice(&cols, "cols")?);
-    let mean = mean.as_ref().map(|a| slice(a, "mean")).transpose()?;
-    let sd = sd.as_ref().map(|a| slice(a, "sd")).transpose()?;
-    let sc = scaling(mean, sd, scale_max)?;
+    let sc = scaling(&mean, &sd, scale_max)?;
     let z = with_matrix!(x, m => {
         enter(py, n_threads, || gather::extract_dense(&m, &r, &Columns::new(c, m.shape().1)?, sc, transform))
     })?;

@@ -2,7 +2,7 @@
 //! `ecorecover_core::groups` (training's per-SE sums and gene ranges).
 
 use ecorecover_core::{groups, select};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, Ix1, Ix2, PyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use crate::glue::{enter, indices};
@@ -30,13 +30,16 @@ fn select_rows<'py>(
 }
 
 /// Minimum and maximum of every column of `z` over `rows` (NaN counted as 0).
+/// Two arrays of one shape.
+type Pair<'py, D> = (Bound<'py, PyArray<f64, D>>, Bound<'py, PyArray<f64, D>>);
+
 /// Runs on the calling thread.
 #[pyfunction]
 fn column_ranges<'py>(
     py: Python<'py>,
     z: PyReadonlyArray2<'py, f64>,
     rows: PyReadonlyArray1<'py, i64>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<Pair<'py, Ix1>> {
     let (z, rows) = (z.as_array(), indices(&rows, "rows")?);
     let (lo, hi) = enter(py, None, || groups::column_ranges(z, &rows))?;
     Ok((lo.into_pyarray(py), hi.into_pyarray(py)))
@@ -50,7 +53,7 @@ fn posneg_group_sums<'py>(
     z: PyReadonlyArray2<'py, f64>,
     rows: PyReadonlyArray1<'py, i64>,
     starts: PyReadonlyArray1<'py, i64>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> PyResult<Pair<'py, Ix2>> {
     let (z, rows, starts) = (z.as_array(), indices(&rows, "rows")?, indices(&starts, "starts")?);
     let (pos, neg) = enter(py, None, || groups::posneg_group_sums(z, &rows, &starts))?;
     Ok((pos.into_pyarray(py), neg.into_pyarray(py)))
