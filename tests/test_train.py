@@ -316,3 +316,32 @@ def test_read_meta_keeps_labels_as_written(adata, tmp_path):
         m = train(x, meta=got, progress=False)
     assert m.cell_types == ["N/A"]
     assert sorted(m["N/A"].columns) == sorted(["01", "1", "1e1", "10", "None", "null", "nonSE"])  # nothing merged
+
+
+@pytest.mark.parametrize("sizes", [[1, 2, 7], [8, 9, 16], [127, 128, 129], [300, 513, 1]])
+def test_features_sums_and_filter_are_those_of_the_posneg_matrix(sizes):
+    """Training never builds posneg: its per-SE sums must equal numpy's reduceat over the posneg
+    matrix bit for bit (so W is what the matrix-based code gave), and the min/max filter must keep
+    exactly the non-constant posneg columns."""
+    from ecorecover import _core
+    from ecorecover.training.layout import posneg_features
+
+    rng = np.random.default_rng(sum(sizes))
+    n = sum(sizes) + 5
+    z = rng.standard_normal((n, 12)) * 10.0 ** rng.integers(-3, 4, size=12)
+    z[:, 0] = 2.5                       # constant and positive: both halves constant
+    z[:, 1] = np.where(z[:, 1] > 0, z[:, 1], 0.0)  # never negative: no __neg half
+    z[:, 2] = -np.abs(z[:, 2])          # never positive: no __pos half
+    z[3, 4] = np.nan                    # counted as 0
+    rows = rng.permutation(n)[: sum(sizes)]
+    f = posneg_features(z, [f"g{i}" for i in range(12)], rows)
+    full = _core.posneg(np.nan_to_num(z[rows], nan=0.0))
+    kept = np.flatnonzero(~_core.constant_columns(full))
+    assert (f.gene + 12 * f.neg).tolist() == kept.tolist()
+    assert np.array_equal(f.columns(), full[:, kept])
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(codes)
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    expected = np.add.reduceat(full[:, kept][order], starts, axis=0)
+    assert f.sums(order, starts).tobytes() == expected.tobytes()
