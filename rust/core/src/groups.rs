@@ -213,13 +213,7 @@ mod tests {
         // group is the first term plus numpy's pairwise sum of the others.
         let sizes: Vec<usize> = (1..=300).step_by(7).chain([128, 129, 136, 257, 300]).collect();
         let n: usize = sizes.iter().sum();
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut unit = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut unit = crate::testing::uniform(0x9E37_79B9_7F4A_7C15);
         let mut z = Array2::from_shape_fn((n, 5), |_| (unit() - 0.4) * 10f64.powi((unit() * 6.0) as i32));
         z[[3, 2]] = f64::NAN;
         let mut rows: Vec<usize> = (0..n).collect();

@@ -26,3 +26,18 @@ pub use error::{CoreError, Result};
 /// R's `.Machine$double.eps` (printed by R as 2.220446e-16), the floor NMF applies every
 /// 10th iteration. The fixtures show the exact machine epsilon, not the 7-digit print.
 pub const EPS: f64 = f64::EPSILON;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Deterministic test data for the unit tests.
+
+    /// Uniform numbers in [0, 1) from a xorshift generator seeded with `s` (non-zero).
+    pub(crate) fn uniform(mut s: u64) -> impl FnMut() -> f64 {
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+}

@@ -323,13 +323,7 @@ mod tests {
     /// The whole-vector loop nest gives the bits of the lane-by-lane kernel.
     #[test]
     fn the_vector_loop_nest_matches_the_lane_kernel() {
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut unit = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut unit = crate::testing::uniform(0x9E37_79B9_7F4A_7C15);
         for (m, n, k) in [(1, 1, 1), (7, 13, 3), (40, 29, 11), (25, 8, 16), (9, 40, 5), (6, 24, 2)] {
             let v = Array2::from_shape_fn((m, n), |_| if unit() < 0.4 { 0.0 } else { (unit() * 30.0 - 15.0).exp2() });
             let f: Vec<f64> =
